@@ -1,0 +1,280 @@
+"""The HTTP surface: routes, and the one place errors become HTTP.
+
+``create_app(settings)`` builds a Quart-Trio app. Refusals before a stream starts are
+RFC 9457 problem documents; everything after is events in the job's stream.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import trio
+from python_multipart.multipart import parse_options_header
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from .config import Settings, load_settings
+from .connection import OCRRequest, RequestConnection
+from .errors import (
+    ContentTooLarge,
+    NotFound,
+    RequestRefused,
+    ServiceBusy,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from .pipeline import JobOptions, run_job
+from .registry import JobHandle, JobRegistry
+from .stream import EventStream
+
+__all__ = ["OCRStreamApp", "ServiceState", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+@dataclass(slots=True)
+class ServiceState:
+    """Everything the routes share, owned by the app.
+
+    Attributes:
+        settings: the configuration read at start-up.
+        registry: jobs and their histories.
+        decode_limiter: bounds image-decoding threads across all requests.
+        open_streams: SSE responses open now (uploads and watchers together).
+    """
+
+    settings: Settings
+    registry: JobRegistry
+    decode_limiter: trio.CapacityLimiter
+    open_streams: int = 0
+    shutting_down: bool = False
+    jobs_started: int = 0
+    job_tasks_running: int = 0
+
+    def take_stream_slot(self) -> None:
+        """Count one more open stream, or refuse at MAX_STREAMS.
+
+        Raises:
+            ServiceBusy: MAX_STREAMS streams are open.
+        """
+        if self.open_streams >= self.settings.max_streams:
+            raise ServiceBusy(
+                f"{self.settings.max_streams} streams are open (MAX_STREAMS); retry shortly",
+                retry_after=1,
+            )
+        self.open_streams += 1
+
+    def release_stream_slot(self) -> None:
+        """One stream closed."""
+        self.open_streams -= 1
+
+
+class OCRStreamApp(QuartTrio):
+    """Quart-Trio with the connection class that exposes each request's nursery."""
+
+    asgi_http_class = RequestConnection
+    request_class = OCRRequest
+    state: ServiceState
+
+
+def _problem(error: RequestRefused) -> Response:
+    status = error.status_hint
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": error.message,
+        "code": error.code,
+    }
+    response = Response(_json_bytes(body), status=status, content_type="application/problem+json")
+    if isinstance(error, ServiceBusy):
+        response.headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, Unauthorized):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="ocrstream"'
+    return response
+
+
+def _json_bytes(document: object) -> bytes:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _json(document: object, status: int = 200) -> Response:
+    return Response(_json_bytes(document), status=status, content_type="application/json")
+
+
+def _bearer_ok(expected: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    return hmac.compare_digest(token.strip().encode("utf-8"), expected.encode("utf-8"))
+
+
+def _last_event_id() -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id")
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _multipart_boundary() -> bytes:
+    content_type = request.headers.get("Content-Type", "")
+    kind, options = parse_options_header(content_type.encode("latin-1"))
+    if kind.lower() != b"multipart/form-data":
+        raise UnsupportedMediaType(
+            f"the body must be multipart/form-data, not {content_type or 'untyped'}"
+        )
+    boundary = options.get(b"boundary", b"")
+    if not boundary:
+        raise UnsupportedMediaType("the multipart/form-data Content-Type names no boundary")
+    return boundary
+
+
+def _content_length(limit: int) -> int | None:
+    raw = request.headers.get("Content-Length")
+    if raw is None:
+        return None
+    try:
+        length = int(raw)
+    except ValueError:
+        return None
+    if length > limit:
+        raise ContentTooLarge(
+            f"Content-Length {length} is over the limit of {limit} bytes (MAX_REQUEST_SIZE)"
+        )
+    return length
+
+
+def _stream_response(state: ServiceState, handle: JobHandle, after: int | None) -> Response:
+    """An SSE response following ``handle`` from after seq ``after``."""
+    req = request
+    assert isinstance(req, OCRRequest)
+    state.take_stream_slot()
+    cleanup = ExitStack()
+    cleanup.callback(state.release_stream_slot)
+    subscription = cleanup.enter_context(state.registry.subscribe(handle, after=after))
+    body = EventStream(
+        subscription,
+        keepalive_interval=state.settings.keepalive_interval,
+        on_close=cleanup.close,
+    )
+    # Whatever ends the connection, the slot and the subscription are released.
+    req.call_on_close(body.close)
+    response = Response(body, status=200, headers=dict(_SSE_HEADERS))
+    # Quart-Trio sends every response under RESPONSE_TIMEOUT; a stream has none.
+    response.timeout = None
+    return response
+
+
+def create_app(settings: Settings | None = None) -> OCRStreamApp:
+    """Build the ocrstream app.
+
+    Args:
+        settings: the configuration; read from the environment when None.
+
+    Returns:
+        A Quart-Trio app, ready for Hypercorn or Quart's test client.
+    """
+    settings = settings if settings is not None else load_settings()
+    app = OCRStreamApp(__name__)
+    # Quart's own limits are set from Settings, never inherited (16 MB / 60 s defaults).
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.request_size_limit,
+        BODY_TIMEOUT=settings.upload_deadline,
+        RESPONSE_TIMEOUT=60,
+    )
+    state = ServiceState(
+        settings=settings,
+        registry=JobRegistry(result_ttl=settings.result_ttl),
+        decode_limiter=trio.CapacityLimiter(settings.validation_threads),
+    )
+    app.state = state
+
+    @app.errorhandler(RequestRefused)
+    async def refused(error: RequestRefused) -> Response:
+        return _problem(error)
+
+    @app.before_request
+    async def authorise() -> None:
+        token = settings.api_token
+        if token is not None and request.path.startswith("/api/") and not _bearer_ok(token):
+            raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.post("/api/ocr")
+    async def submit() -> Response:
+        boundary = _multipart_boundary()
+        content_length = _content_length(settings.request_size_limit)
+        if state.shutting_down:
+            raise ServiceBusy("the server is shutting down", retry_after=5)
+        req = request
+        assert isinstance(req, OCRRequest)
+        assert req.nursery is not None
+        handle = state.registry.create()
+        response = _stream_response(state, handle, after=None)
+        response.headers["Location"] = f"/api/ocr/{handle.job_id}"
+        state.jobs_started += 1
+        # The request's nursery owns the job: a disconnect cancels it (see connection.py).
+        req.nursery.start_soon(
+            _run_job_counted,
+            state,
+            handle,
+            req.body,
+            JobOptions(boundary=boundary, content_length=content_length),
+        )
+        return response
+
+    @app.get("/api/ocr/<job_id>/events")
+    async def watch(job_id: str) -> Response:
+        handle = state.registry.get(job_id)
+        if handle is None:
+            raise NotFound(f"no job {job_id!r} (unknown, or expired after RESULT_TTL)")
+        after = _last_event_id()
+        record = handle.record
+        if record.finished and after is not None and after >= record.next_seq - 1:
+            return Response(b"", status=204)
+        return _stream_response(state, handle, after=after)
+
+    @app.get("/api/ocr/<job_id>")
+    async def snapshot(job_id: str) -> Response:
+        handle = state.registry.get(job_id)
+        if handle is None:
+            raise NotFound(f"no job {job_id!r} (unknown, or expired after RESULT_TTL)")
+        return _json(handle.record.snapshot())
+
+    return app
+
+
+async def _run_job_counted(
+    state: ServiceState, handle: JobHandle, body: Any, options: JobOptions
+) -> None:
+    state.job_tasks_running += 1
+    try:
+        await run_job(
+            handle,
+            body,
+            options=options,
+            settings=state.settings,
+            limiter=state.decode_limiter,
+        )
+    finally:
+        state.job_tasks_running -= 1

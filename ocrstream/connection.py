@@ -1,0 +1,109 @@
+"""The ASGI connection layer under Quart-Trio, adjusted for long streaming uploads.
+
+Quart-Trio runs each HTTP request as two tasks in one nursery: one receives ASGI
+messages, one runs the route and sends the response. This module keeps that shape
+and adds three things the service needs:
+
+* the request's nursery is exposed as ``request.nursery``, so a route can start the
+  request's work in it: when the client disconnects, Quart-Trio cancels that nursery
+  and with it every task of the request (SPEC "Disconnects and shutdown");
+* the body is buffered with back-pressure: Quart appends every received chunk to an
+  unbounded buffer, so a fast client and a slow parser would grow memory to the size
+  of the body; here the receiving task waits while :data:`BODY_HIGH_WATER` bytes are
+  unread, and Hypercorn's own flow control then slows the client;
+* close callbacks: sync callables run when the connection's tasks are all done, for
+  whatever happens (a cancelled response never enters its body's ``aclose``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+from quart_trio.asgi import TrioASGIHTTPConnection
+from quart_trio.wrappers.request import TrioBody, TrioRequest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
+
+__all__ = ["BODY_HIGH_WATER", "BoundedBody", "OCRRequest", "RequestConnection"]
+
+#: Unread request-body bytes at which receiving pauses.
+BODY_HIGH_WATER = 256 * 1024
+
+
+class BoundedBody(TrioBody):
+    """Quart-Trio's request body with a high-water mark for back-pressure."""
+
+    def __init__(self, expected_content_length: int | None, max_content_length: int | None) -> None:
+        super().__init__(expected_content_length, max_content_length)
+        self._drained = trio.Event()
+
+    async def __anext__(self) -> bytes:
+        data: bytes = await super().__anext__()
+        self._drained.set()
+        return data
+
+    def buffered(self) -> int:
+        """Bytes received and not yet read."""
+        return len(self._data)
+
+    async def wait_drained(self, high_water: int) -> None:
+        """Wait while more than ``high_water`` bytes are unread."""
+        while self.buffered() > high_water:
+            self._drained = trio.Event()
+            await self._drained.wait()
+
+
+class OCRRequest(TrioRequest):
+    """A request that knows its nursery and runs close callbacks."""
+
+    body_class = BoundedBody
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.nursery: trio.Nursery | None = None
+        self._close_callbacks: list[Callable[[], None]] = []
+
+    def call_on_close(self, callback: Callable[[], None]) -> None:
+        """Run sync ``callback`` when the connection's tasks have ended."""
+        self._close_callbacks.append(callback)
+
+    def run_close_callbacks(self) -> None:
+        """Run and forget the close callbacks (idempotent)."""
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+class RequestConnection(TrioASGIHTTPConnection):
+    """Quart-Trio's HTTP connection with the request nursery exposed (see module doc)."""
+
+    async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        request = self._create_request_from_scope(send)
+        assert isinstance(request, OCRRequest)
+        try:
+            async with trio.open_nursery() as nursery:
+                request.nursery = nursery
+                nursery.start_soon(self.handle_messages, nursery, request, receive)
+                nursery.start_soon(self.handle_request, nursery, request, send)
+        finally:
+            request.run_close_callbacks()
+
+    async def handle_messages(  # type: ignore[override]
+        self, nursery: trio.Nursery, request: OCRRequest, receive: ASGIReceiveCallable
+    ) -> None:
+        body = request.body
+        assert isinstance(body, BoundedBody)
+        while True:
+            message = await receive()
+            if message["type"] == "http.request":
+                body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    body.set_complete()
+                await body.wait_drained(BODY_HIGH_WATER)
+            elif message["type"] == "http.disconnect":
+                break
+        nursery.cancel_scope.cancel()

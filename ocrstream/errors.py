@@ -1,0 +1,231 @@
+"""The one error tree of ocrstream.
+
+Core code raises these; only ``app`` translates them, into RFC 9457 problem responses
+(before a stream starts) or into the SPEC's error events (once it has)::
+
+    OCRStreamError                      abstract; carries ``code`` and ``status_hint``
+    ├── ConfigError                     an OCRSTREAM_* variable is invalid (start-up)
+    ├── RequestRefused                  answered before any stream starts
+    │   ├── Unauthorized                401 missing or wrong bearer token
+    │   ├── NotFound                    404 unknown job, or a disabled route
+    │   ├── ContentTooLarge             413 Content-Length over MAX_REQUEST_SIZE
+    │   ├── UnsupportedMediaType        415 not multipart/form-data, or no boundary
+    │   └── ServiceBusy                 503 MAX_STREAMS streams already open
+    ├── ProcessingError                 ends a job with ``processing_error``
+    │   ├── MalformedRequest            malformed_request
+    │   ├── RequestTooLarge             request_too_large
+    │   ├── TooManyParts                too_many_parts
+    │   ├── UploadTimeout               upload_timeout
+    │   └── NoFiles                     no_files
+    ├── ImageValidationError            one file fails validation (``image_validation_error``)
+    └── OCRError                        one file fails OCR (``image_ocr_error``)
+
+Processing errors that are not raised by code (``client_disconnected``,
+``shutting_down``, ``internal_error``) are reasons a job is ended from outside; their
+codes are listed in :data:`PROCESSING_ERROR_CODES`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "OCR_ERROR_CODES",
+    "PROCESSING_ERROR_CODES",
+    "VALIDATION_ERROR_CODES",
+    "ConfigError",
+    "ContentTooLarge",
+    "ImageValidationError",
+    "MalformedRequest",
+    "NoFiles",
+    "NotFound",
+    "OCRError",
+    "OCRStreamError",
+    "ProcessingError",
+    "RequestRefused",
+    "RequestTooLarge",
+    "ServiceBusy",
+    "TooManyParts",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "UploadTimeout",
+]
+
+VALIDATION_ERROR_CODES = (
+    "empty_file",
+    "file_too_large",
+    "too_many_files",
+    "not_an_image",
+    "unsupported_format",
+    "corrupt_image",
+    "image_too_large",
+)
+PROCESSING_ERROR_CODES = (
+    "malformed_request",
+    "request_too_large",
+    "too_many_parts",
+    "upload_timeout",
+    "no_files",
+    "client_disconnected",
+    "shutting_down",
+    "internal_error",
+)
+OCR_ERROR_CODES = ("ocr_failed", "ocr_timeout")
+
+
+class OCRStreamError(Exception):
+    """Base of every ocrstream error; abstract, so raise a subclass.
+
+    Attributes:
+        code: the machine-readable code (SPEC error code or a problem slug).
+        status_hint: the HTTP status this error maps to at the boundary.
+        message: what was wrong and, where there is one, the limit.
+    """
+
+    code: ClassVar[str] = ""
+    status_hint: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        if type(self) in _ABSTRACT:
+            raise TypeError(f"{type(self).__name__} is abstract; raise a subclass")
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(OCRStreamError):
+    """An ``OCRSTREAM_*`` variable is invalid; start-up stops with this one line."""
+
+    code = "invalid_config"
+    status_hint = 500
+
+
+class RequestRefused(OCRStreamError):
+    """A request answered with a problem document before any stream starts."""
+
+    title: ClassVar[str] = "Request refused"
+
+
+class Unauthorized(RequestRefused):
+    """The bearer token is missing or wrong."""
+
+    code = "unauthorized"
+    status_hint = 401
+    title = "Unauthorized"
+
+
+class NotFound(RequestRefused):
+    """No such job (or it expired), or the route is disabled."""
+
+    code = "not_found"
+    status_hint = 404
+    title = "Not Found"
+
+
+class ContentTooLarge(RequestRefused):
+    """The declared Content-Length is over MAX_REQUEST_SIZE."""
+
+    code = "content_too_large"
+    status_hint = 413
+    title = "Content Too Large"
+
+
+class UnsupportedMediaType(RequestRefused):
+    """The body is not multipart/form-data, or it names no boundary."""
+
+    code = "unsupported_media_type"
+    status_hint = 415
+    title = "Unsupported Media Type"
+
+
+class ServiceBusy(RequestRefused):
+    """MAX_STREAMS streams are open; the client should retry later.
+
+    Attributes:
+        retry_after: seconds the client should wait, for the ``Retry-After`` header.
+    """
+
+    code = "service_busy"
+    status_hint = 503
+    title = "Service Unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProcessingError(OCRStreamError):
+    """A request-level failure: the job ends with one ``processing_error`` event."""
+
+    status_hint = 422
+
+
+class MalformedRequest(ProcessingError):
+    """Bad multipart framing, a short body, or an over-long header or field."""
+
+    code = "malformed_request"
+    status_hint = 400
+
+
+class RequestTooLarge(ProcessingError):
+    """The body passed MAX_REQUEST_SIZE while it was read."""
+
+    code = "request_too_large"
+    status_hint = 413
+
+
+class TooManyParts(ProcessingError):
+    """The body has more than MAX_PARTS parts."""
+
+    code = "too_many_parts"
+    status_hint = 413
+
+
+class UploadTimeout(ProcessingError):
+    """No body bytes for UPLOAD_TIMEOUT, or the body not complete by UPLOAD_DEADLINE."""
+
+    code = "upload_timeout"
+    status_hint = 408
+
+
+class NoFiles(ProcessingError):
+    """The body is well formed but has no part with a filename."""
+
+    code = "no_files"
+    status_hint = 422
+
+
+class ImageValidationError(OCRStreamError):
+    """One file failed validation.
+
+    Attributes:
+        code: one of :data:`VALIDATION_ERROR_CODES`.
+    """
+
+    status_hint = 422
+
+    def __init__(self, code: str, message: str) -> None:
+        if code not in VALIDATION_ERROR_CODES:
+            raise ValueError(f"unknown validation error code {code!r}")
+        super().__init__(message)
+        self.code = code  # type: ignore[misc]  # per-instance refinement of the ClassVar
+
+
+class OCRError(OCRStreamError):
+    """One file failed OCR.
+
+    Attributes:
+        code: one of :data:`OCR_ERROR_CODES`.
+    """
+
+    status_hint = 500
+
+    def __init__(self, code: str, message: str) -> None:
+        if code not in OCR_ERROR_CODES:
+            raise ValueError(f"unknown OCR error code {code!r}")
+        super().__init__(message)
+        self.code = code  # type: ignore[misc]
+
+
+_ABSTRACT: frozenset[type[OCRStreamError]] = frozenset(
+    {OCRStreamError, RequestRefused, ProcessingError}
+)

@@ -1,0 +1,302 @@
+"""One upload's work: intake, validation (and later OCR) as tasks in one nursery.
+
+The tasks send events over a bounded memory channel to the job's sequencer, which
+records them in the job's history (waking every subscriber). The sequencer holds back
+per-file events until ``upload_started`` (SPEC rule 1: seq 0, once the body is
+complete), so files can be checked while later ones still arrive. When the job is
+cancelled (client gone, shutdown) the tasks stop, spools close, and one
+``processing_error`` with the reason ends the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+
+from .errors import ImageValidationError, OCRStreamError, ProcessingError
+from .events import (
+    AllImagesValidated,
+    ErrorInfo,
+    Event,
+    ImageReceived,
+    ImageValidationStart,
+    ImageValidationSuccess,
+    ProcessingComplete,
+    UploadStarted,
+)
+from .events import ImageValidationError as ImageValidationErrorEvent
+from .events import ProcessingError as ProcessingErrorEvent
+from .intake import IntakeLimits, PartCollector, ReceivedFile, receive_upload
+from .validation import check_upload, inspect_image
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterable
+
+    from .config import Settings
+    from .registry import JobHandle
+
+__all__ = ["CANCEL_MESSAGES", "JobOptions", "intake_limits", "run_job"]
+
+logger = logging.getLogger(__name__)
+
+#: The message of the ``processing_error`` a job gets when it is ended from outside.
+CANCEL_MESSAGES = {
+    "client_disconnected": "the uploading client disconnected; the job was cancelled",
+    "shutting_down": "the server is shutting down; the job was cancelled",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobOptions:
+    """What one request asks of its job, beside the server's settings."""
+
+    boundary: bytes
+    content_length: int | None
+
+
+def intake_limits(settings: Settings) -> IntakeLimits:
+    """The intake limits a request gets from the settings."""
+    return IntakeLimits(
+        max_file_size=settings.max_file_size,
+        max_files=settings.max_files,
+        max_request_size=settings.request_size_limit,
+        max_parts=settings.max_parts,
+        upload_timeout=settings.upload_timeout,
+        upload_deadline=settings.upload_deadline,
+    )
+
+
+@dataclass(slots=True)
+class _Tally:
+    file_count: int | None = None
+    validated: int = 0
+    valid: int = 0
+    invalid: int = 0
+    ocr_success: int = 0
+    ocr_error: int = 0
+    all_validated_sent: bool = False
+    started_at: float = field(default_factory=trio.current_time)
+
+    def take_all_validated(self) -> AllImagesValidated | None:
+        # Once, when the body is complete and every file has its result (SPEC rule 3).
+        if self.all_validated_sent or self.file_count is None:
+            return None
+        if self.validated < self.file_count:
+            return None
+        self.all_validated_sent = True
+        return AllImagesValidated(
+            file_count=self.file_count, valid_count=self.valid, invalid_count=self.invalid
+        )
+
+
+async def run_job(
+    handle: JobHandle,
+    chunks: AsyncIterable[bytes],
+    *,
+    options: JobOptions,
+    settings: Settings,
+    limiter: trio.CapacityLimiter,
+) -> None:
+    """Run one upload's job to its terminal event.
+
+    Args:
+        handle: the job, already registered; its cancel scope wraps all the work.
+        chunks: the request body as it arrives.
+        options: the request's boundary and declared length.
+        settings: the server's settings.
+        limiter: bounds the decoding threads across all requests.
+    """
+    collector: PartCollector | None = None
+    send, receive = trio.open_memory_channel[Event](settings.pipeline_buffer)
+    try:
+        with handle.cancel_scope:
+            try:
+                collector = PartCollector(options.boundary, limits=intake_limits(settings))
+            except ProcessingError as error:
+                handle.end_with_error(error.code, error.message)
+                return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_sequence, handle, receive)
+                with send:
+                    await _process(
+                        send,
+                        chunks,
+                        collector=collector,
+                        options=options,
+                        settings=settings,
+                        limiter=limiter,
+                    )
+    except Exception:
+        logger.exception("job %s failed", handle.job_id)
+        handle.end_with_error("internal_error", "the server failed while processing the job")
+    finally:
+        # Sync cleanup only: this may run after cancellation, where awaits fail at once.
+        if collector is not None:
+            for file in collector.open_files:
+                file.close()
+        if not handle.record.finished:
+            reason = handle.cancel_reason
+            handle.end_with_error(reason, CANCEL_MESSAGES.get(reason, "the job was cancelled"))
+
+
+async def _sequence(handle: JobHandle, receive: trio.abc.ReceiveChannel[Event]) -> None:
+    """Record events in order, holding per-file ones back until ``upload_started``."""
+    held: list[Event] = []
+    started = False
+    async with receive:
+        async for event in receive:
+            if started:
+                handle.publish(event)
+            elif isinstance(event, UploadStarted):
+                started = True
+                handle.publish(event)
+                for waiting in held:
+                    handle.publish(waiting)
+                held.clear()
+            elif isinstance(event, ProcessingErrorEvent):
+                # Failed before the body was complete: the one and only event (rule 1).
+                held.clear()
+                handle.publish(event)
+            else:
+                held.append(event)
+
+
+def _error_event(error: OCRStreamError) -> ProcessingErrorEvent:
+    return ProcessingErrorEvent(error=ErrorInfo(code=error.code, message=error.message))
+
+
+async def _process(
+    send: trio.MemorySendChannel[Event],
+    chunks: AsyncIterable[bytes],
+    *,
+    collector: PartCollector,
+    options: JobOptions,
+    settings: Settings,
+    limiter: trio.CapacityLimiter,
+) -> None:
+    tally = _Tally()
+    failure: ProcessingError | None = None
+    async with trio.open_nursery() as files:
+
+        async def on_file(file: ReceivedFile) -> None:
+            await send.send(
+                ImageReceived(
+                    file_index=file.index,
+                    file_name=file.name,
+                    size_bytes=file.size_bytes,
+                    content_type=file.content_type,
+                )
+            )
+            files.start_soon(
+                partial(
+                    _validate_file,
+                    file,
+                    send.clone(),
+                    tally=tally,
+                    settings=settings,
+                    limiter=limiter,
+                )
+            )
+
+        try:
+            summary = await receive_upload(
+                aiter(chunks),
+                boundary=options.boundary,
+                content_length=options.content_length,
+                limits=intake_limits(settings),
+                on_file=on_file,
+                collector=collector,
+            )
+        except ProcessingError as error:
+            failure = error
+            files.cancel_scope.cancel()
+        else:
+            if summary.file_count > 0:
+                tally.file_count = summary.file_count
+                await send.send(
+                    UploadStarted(file_count=summary.file_count, total_bytes=summary.total_bytes)
+                )
+                announcement = tally.take_all_validated()
+                if announcement is not None:
+                    await send.send(announcement)
+    if failure is not None:
+        await send.send(_error_event(failure))
+        return
+    if tally.file_count is None:
+        await send.send(
+            ProcessingErrorEvent(
+                error=ErrorInfo(code="no_files", message="the body has no part with a filename")
+            )
+        )
+        return
+    await send.send(
+        ProcessingComplete(
+            file_count=tally.file_count,
+            valid_count=tally.valid,
+            invalid_count=tally.invalid,
+            ocr_success_count=tally.ocr_success,
+            ocr_error_count=tally.ocr_error,
+            duration_ms=round((trio.current_time() - tally.started_at) * 1000, 3),
+        )
+    )
+
+
+async def _validate_file(
+    file: ReceivedFile,
+    send: trio.MemorySendChannel[Event],
+    *,
+    tally: _Tally,
+    settings: Settings,
+    limiter: trio.CapacityLimiter,
+) -> None:
+    result: Event
+    with send:
+        try:
+            await send.send(ImageValidationStart(file_index=file.index, file_name=file.name))
+            try:
+                check_upload(
+                    file_index=file.index,
+                    size_bytes=file.size_bytes,
+                    max_files=settings.max_files,
+                    max_file_size=settings.max_file_size,
+                )
+                assert file.spool is not None, "stored files keep their spool until validated"
+                facts = await trio.to_thread.run_sync(
+                    partial(
+                        inspect_image,
+                        file.spool,
+                        max_pixels=settings.max_image_pixels,
+                        allowed_formats=settings.allowed_formats,
+                    ),
+                    limiter=limiter,
+                )
+            except ImageValidationError as error:
+                tally.invalid += 1
+                result = ImageValidationErrorEvent(
+                    file_index=file.index,
+                    file_name=file.name,
+                    size_bytes=file.size_bytes,
+                    error=ErrorInfo(code=error.code, message=error.message),
+                )
+            else:
+                tally.valid += 1
+                result = ImageValidationSuccess(
+                    file_index=file.index,
+                    file_name=file.name,
+                    size_bytes=file.size_bytes,
+                    format=facts.format,
+                    width=facts.width,
+                    height=facts.height,
+                    mode=facts.mode,
+                )
+            await send.send(result)
+            tally.validated += 1
+            announcement = tally.take_all_validated()
+            if announcement is not None:
+                await send.send(announcement)
+        finally:
+            file.close()
