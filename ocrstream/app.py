@@ -161,7 +161,9 @@ def _content_length(limit: int) -> int | None:
     return length
 
 
-def _stream_response(state: ServiceState, handle: JobHandle, after: int | None) -> Response:
+def _stream_response(
+    state: ServiceState, handle: JobHandle, after: int | None, *, uploader: bool = False
+) -> Response:
     """An SSE response following ``handle`` from after seq ``after``."""
     req = request
     assert isinstance(req, OCRRequest)
@@ -173,6 +175,7 @@ def _stream_response(state: ServiceState, handle: JobHandle, after: int | None) 
         subscription,
         keepalive_interval=state.settings.keepalive_interval,
         on_close=cleanup.close,
+        end_after=handle.done if uploader else None,
     )
     # Whatever ends the connection, the slot and the subscription are released.
     req.call_on_close(body.close)
@@ -230,7 +233,7 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         assert isinstance(req, OCRRequest)
         assert req.nursery is not None
         handle = state.registry.create()
-        response = _stream_response(state, handle, after=None)
+        response = _stream_response(state, handle, after=None, uploader=True)
         response.headers["Location"] = f"/api/ocr/{handle.job_id}"
         state.jobs_started += 1
         # The request's nursery owns the job: a disconnect cancels it (see connection.py).

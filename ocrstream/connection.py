@@ -12,7 +12,13 @@ and adds three things the service needs:
   of the body; here the receiving task waits while :data:`BODY_HIGH_WATER` bytes are
   unread, and Hypercorn's own flow control then slows the client;
 * close callbacks: sync callables run when the connection's tasks are all done, for
-  whatever happens (a cancelled response never enters its body's ``aclose``).
+  whatever happens (a cancelled response never enters its body's ``aclose``);
+* a real close after ``Connection: close``: when the app sends its last body chunk,
+  Hypercorn (inside that same ``send``) tells the app ``http.disconnect`` and then
+  closes the socket. Quart-Trio reacts to that disconnect by cancelling the nursery,
+  which cancels the ``send`` mid-close: the socket stayed open and Hypercorn logged
+  ``BusyResourceError``. Here a disconnect that arrives once the last chunk is being
+  sent is not treated as the client leaving; the response task ends by itself.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from quart_trio.wrappers.request import TrioBody, TrioRequest
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable
+    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent
 
 __all__ = ["BODY_HIGH_WATER", "BoundedBody", "OCRRequest", "RequestConnection"]
 
@@ -38,7 +44,11 @@ class BoundedBody(TrioBody):
     """Quart-Trio's request body with a high-water mark for back-pressure."""
 
     def __init__(self, expected_content_length: int | None, max_content_length: int | None) -> None:
-        super().__init__(expected_content_length, max_content_length)
+        # Quart's own cap counts only the bytes buffered and unread, not the body's total;
+        # the intake enforces MAX_REQUEST_SIZE on the true total (and the route refuses an
+        # over-long Content-Length with 413), so Quart's check is switched off here.
+        del max_content_length
+        super().__init__(expected_content_length, None)
         self._drained = trio.Event()
 
     async def __anext__(self) -> bytes:
@@ -65,6 +75,7 @@ class OCRRequest(TrioRequest):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.nursery: trio.Nursery | None = None
+        self.response_complete = False
         self._close_callbacks: list[Callable[[], None]] = []
 
     def call_on_close(self, callback: Callable[[], None]) -> None:
@@ -84,11 +95,17 @@ class RequestConnection(TrioASGIHTTPConnection):
     async def __call__(self, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         request = self._create_request_from_scope(send)
         assert isinstance(request, OCRRequest)
+
+        async def send_tracked(message: ASGISendEvent) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                request.response_complete = True
+            await send(message)
+
         try:
             async with trio.open_nursery() as nursery:
                 request.nursery = nursery
                 nursery.start_soon(self.handle_messages, nursery, request, receive)
-                nursery.start_soon(self.handle_request, nursery, request, send)
+                nursery.start_soon(self.handle_request, nursery, request, send_tracked)
         finally:
             request.run_close_callbacks()
 
@@ -105,5 +122,7 @@ class RequestConnection(TrioASGIHTTPConnection):
                     body.set_complete()
                 await body.wait_drained(BODY_HIGH_WATER)
             elif message["type"] == "http.disconnect":
+                if request.response_complete:
+                    return  # Hypercorn is closing after our last chunk: let it finish
                 break
         nursery.cancel_scope.cancel()

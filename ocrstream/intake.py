@@ -165,6 +165,11 @@ class PartCollector:
         completed, self._completed = self._completed, []
         return completed
 
+    def close(self) -> None:
+        """Close every spool this collector opened (idempotent; for failure paths)."""
+        for file in self.open_files:
+            file.close()
+
     def finish(self) -> None:
         """The body ended: it must have ended with the closing boundary.
 

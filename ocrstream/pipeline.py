@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .errors import ImageValidationError, OCRStreamError, ProcessingError
+from .errors import ImageValidationError, OCRStreamError, ProcessingError, UploadTimeout
 from .events import (
     AllImagesValidated,
     ErrorInfo,
@@ -39,9 +39,21 @@ if TYPE_CHECKING:
     from .config import Settings
     from .registry import JobHandle
 
-__all__ = ["CANCEL_MESSAGES", "JobOptions", "intake_limits", "run_job"]
+__all__ = [
+    "CANCEL_MESSAGES",
+    "DRAIN_AFTER_TIMEOUT_SECONDS",
+    "DRAIN_SECONDS",
+    "JobOptions",
+    "intake_limits",
+    "run_job",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a failed upload's remaining body is still read (and dropped) for.
+DRAIN_SECONDS = 5.0
+#: The same after a timeout: the client is slow or silent, so wait less for it.
+DRAIN_AFTER_TIMEOUT_SECONDS = 1.0
 
 #: The message of the ``processing_error`` a job gets when it is ended from outside.
 CANCEL_MESSAGES = {
@@ -122,7 +134,7 @@ async def run_job(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_sequence, handle, receive)
                 with send:
-                    await _process(
+                    unread = await _process(
                         send,
                         chunks,
                         collector=collector,
@@ -130,17 +142,34 @@ async def run_job(
                         settings=settings,
                         limiter=limiter,
                     )
+            if unread is not None:
+                await _drain(chunks, max_bytes=settings.request_size_limit, seconds=unread)
     except Exception:
         logger.exception("job %s failed", handle.job_id)
         handle.end_with_error("internal_error", "the server failed while processing the job")
     finally:
         # Sync cleanup only: this may run after cancellation, where awaits fail at once.
         if collector is not None:
-            for file in collector.open_files:
-                file.close()
+            collector.close()
         if not handle.record.finished:
             reason = handle.cancel_reason
             handle.end_with_error(reason, CANCEL_MESSAGES.get(reason, "the job was cancelled"))
+        handle.done.set()
+
+
+async def _drain(chunks: AsyncIterable[bytes], *, max_bytes: int, seconds: float) -> None:
+    """Read and drop what the client still sends after a failed upload, within bounds.
+
+    Closing a socket with unread bytes makes the kernel answer with a reset, which
+    can destroy the error event before the client reads it (the reason for nginx's
+    "lingering close"); draining first lets the client see why its upload failed.
+    """
+    drained = 0
+    with trio.move_on_after(seconds):
+        async for chunk in chunks:
+            drained += len(chunk)
+            if drained > max_bytes:
+                break
 
 
 async def _sequence(handle: JobHandle, receive: trio.abc.ReceiveChannel[Event]) -> None:
@@ -177,7 +206,8 @@ async def _process(
     options: JobOptions,
     settings: Settings,
     limiter: trio.CapacityLimiter,
-) -> None:
+) -> float | None:
+    """Run the job's tasks; when a failure left the body unread, the seconds to drain it."""
     tally = _Tally()
     failure: ProcessingError | None = None
     async with trio.open_nursery() as files:
@@ -225,14 +255,15 @@ async def _process(
                     await send.send(announcement)
     if failure is not None:
         await send.send(_error_event(failure))
-        return
+        timed_out = isinstance(failure, UploadTimeout)
+        return DRAIN_AFTER_TIMEOUT_SECONDS if timed_out else DRAIN_SECONDS
     if tally.file_count is None:
         await send.send(
             ProcessingErrorEvent(
                 error=ErrorInfo(code="no_files", message="the body has no part with a filename")
             )
         )
-        return
+        return None
     await send.send(
         ProcessingComplete(
             file_count=tally.file_count,
@@ -243,6 +274,7 @@ async def _process(
             duration_ms=round((trio.current_time() - tally.started_at) * 1000, 3),
         )
     )
+    return None
 
 
 async def _validate_file(

@@ -41,6 +41,8 @@ class JobHandle:
         self._registry = registry
         self._changed = trio.Event()
         self.subscriber_count = 0
+        #: Set when the job's task has ended (after its terminal event and any drain).
+        self.done = trio.Event()
 
     @property
     def job_id(self) -> str:

@@ -21,7 +21,7 @@ from .app import OCRStreamApp, ServiceState, create_app
 if TYPE_CHECKING:
     from .config import Settings
 
-__all__ = ["LISTEN_BACKLOG", "hypercorn_config", "run_server"]
+__all__ = ["LISTEN_BACKLOG", "STREAM_FLUSH_SECONDS", "drain_jobs", "hypercorn_config", "run_server"]
 
 logger = logging.getLogger(__name__)
 

@@ -30,6 +30,8 @@ class EventStream:
         subscription: the reader's cursor over a job's history.
         keepalive_interval: seconds of silence before ``: keep-alive`` (KEEPALIVE_INTERVAL).
         on_close: sync cleanup (unsubscribe, free the stream slot); run exactly once.
+        end_after: when given, the stream ends only once this is set too (the uploader's
+            stream waits for its job's task, which may still be draining the body).
     """
 
     def __init__(
@@ -38,10 +40,12 @@ class EventStream:
         *,
         keepalive_interval: float,
         on_close: Callable[[], None],
+        end_after: trio.Event | None = None,
     ) -> None:
         self._subscription = subscription
         self._keepalive_interval = keepalive_interval
         self._on_close: Callable[[], None] | None = on_close
+        self._end_after = end_after
         self.frames_sent = 0
 
     def __aiter__(self) -> EventStream:
@@ -49,6 +53,8 @@ class EventStream:
 
     async def __anext__(self) -> bytes:
         if self._subscription.exhausted or self._on_close is None:
+            if self._end_after is not None and self._on_close is not None:
+                await self._end_after.wait()
             self.close()
             raise StopAsyncIteration
         with trio.move_on_after(self._keepalive_interval):

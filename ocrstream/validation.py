@@ -27,7 +27,7 @@ from .errors import ImageValidationError
 if TYPE_CHECKING:
     from collections.abc import Collection
 
-__all__ = ["ImageFacts", "check_upload", "identify_format", "inspect_image"]
+__all__ = ["SNIFF_BYTES", "ImageFacts", "check_upload", "identify_format", "inspect_image"]
 
 Image.MAX_IMAGE_PIXELS = None  # see the module docstring: the service enforces its own
 

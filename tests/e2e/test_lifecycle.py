@@ -1,0 +1,179 @@
+"""Streams over time: keep-alives, timeouts, disconnects, connection close, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+
+from tests.e2e.conftest import (
+    BOUNDARY,
+    LiveServer,
+    StartServer,
+    head,
+    post_events,
+    raw_request,
+    read_response,
+    read_to_close,
+    read_until,
+    sse_events,
+)
+from tests.images import Upload, make_image, multipart_body, noisy_png
+
+if TYPE_CHECKING:
+    import httpx
+
+pytestmark = pytest.mark.e2e
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_headers_come_at_once_and_keepalives_flow_while_the_body_trickles(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(keepalive_interval=0.2)
+    body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
+    stream = await raw_request(server.port, head(len(body)), body[:50])
+    received = await read_until(stream, b": keep-alive\n\n")
+    assert received.startswith(b"HTTP/1.1 200")
+    assert b"event:" not in received, "no event before the body is complete (rule 1)"
+    await trio.sleep(0.5)
+    await stream.send_all(body[50:])
+    events = sse_events(received + await read_response(stream))
+    assert next(e["type"] for e in events) == "upload_started"
+    assert events[-1]["type"] == "processing_complete"
+    await server.wait_idle()
+
+
+async def test_silence_ends_the_upload_with_upload_timeout(start_server: StartServer) -> None:
+    server = await start_server(upload_timeout=0.3, upload_deadline=10)
+    body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
+    stream = await raw_request(server.port, head(len(body)), body[:100])
+    events = sse_events(await read_response(stream))
+    assert [e["type"] for e in events] == ["processing_error"]
+    assert events[0]["data"]["error"]["code"] == "upload_timeout"
+    assert "UPLOAD_TIMEOUT" in events[0]["data"]["error"]["message"]
+    await server.wait_idle()
+
+
+async def test_a_dripping_client_is_ended_by_the_deadline(start_server: StartServer) -> None:
+    server = await start_server(upload_timeout=0.5, upload_deadline=1.0)
+    body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
+    stream = await raw_request(server.port, head(len(body)), body[:100])
+    received = b""
+    async with trio.open_nursery() as nursery:
+
+        async def drip() -> None:
+            for byte in body[100:140]:  # 4 s of drips, far past the deadline
+                await trio.sleep(0.1)
+                await stream.send_all(bytes([byte]))
+
+        nursery.start_soon(drip)
+        received = await read_until(stream, b"processing_error")
+        nursery.cancel_scope.cancel()
+    events = sse_events(received + await read_response(stream))
+    assert [e["type"] for e in events] == ["processing_error"]
+    assert "UPLOAD_DEADLINE" in events[0]["data"]["error"]["message"]
+    await server.wait_idle()
+
+
+async def test_disconnect_mid_upload_cleans_everything_up(
+    server: LiveServer, client: httpx.AsyncClient
+) -> None:
+    baseline = _open_fds()
+    big = b"x" * 600_000  # spools to a temporary file on disk
+    body = multipart_body([Upload(big, "a.png"), Upload(make_image(), "b.png")], BOUNDARY)
+    stream = await raw_request(server.port, head(len(body)), body[: len(big) + 200])
+    await read_until(stream, b"\r\n\r\n")  # the 200 response head: the job runs
+    with trio.fail_after(10):
+        while server.app.state.job_tasks_running != 1 or _open_fds() <= baseline + 1:
+            await trio.sleep(0.01)
+    await stream.aclose()
+    await server.wait_idle()
+    assert _open_fds() == baseline, "the spool's temporary file is closed"
+    (handle,) = server.app.state.registry._jobs.values()
+    assert handle.record.snapshot()["status"] == "cancelled"
+    assert handle.record.snapshot()["error"] == {
+        "code": "client_disconnected",
+        "message": "the uploading client disconnected; the job was cancelled",
+    }
+    assert server.app.state.registry.statistics().subscribers == 0
+    # The server goes on serving.
+    _, events, _ = await post_events(
+        client, server.url, multipart_body([Upload(make_image(), "c.png")], BOUNDARY)
+    )
+    assert events[-1]["type"] == "processing_complete"
+
+
+async def test_disconnect_mid_validation_stops_the_job(
+    start_server: StartServer, client: httpx.AsyncClient
+) -> None:
+    server = await start_server(validation_threads=1, max_file_size=20_000_000)
+    parts = [Upload(noisy_png((1500, 1500), seed), f"{seed}.png") for seed in range(6)]
+    body = multipart_body(parts, BOUNDARY)
+    stream = await raw_request(server.port, head(len(body)), body)
+    await read_until(stream, b"image_validation_start")
+    await stream.aclose()
+    await server.wait_idle()
+    (handle,) = server.app.state.registry._jobs.values()
+    types = [envelope.type for envelope in handle.record.history]
+    assert types[-1] == "processing_error"
+    assert "all_images_validated" not in types
+    assert handle.record.snapshot()["error"] == {
+        "code": "client_disconnected",
+        "message": "the uploading client disconnected; the job was cancelled",
+    }
+    _, events, _ = await post_events(
+        client, server.url, multipart_body([Upload(make_image(), "c.png")], BOUNDARY)
+    )
+    assert events[-1]["type"] == "processing_complete"
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"POST /api/ocr HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n",
+        head(
+            len(multipart_body([Upload(make_image(), "a.png")], BOUNDARY)),
+            extra="Connection: close",
+        )
+        + multipart_body([Upload(make_image(), "a.png")], BOUNDARY),
+    ],
+    ids=["healthz", "refusal", "stream"],
+)
+async def test_connection_close_really_closes(server: LiveServer, request_head: bytes) -> None:
+    stream = await raw_request(server.port, request_head)
+    raw = await read_to_close(stream, timeout=5)
+    assert raw.startswith(b"HTTP/1.1 ")
+
+
+async def test_shutdown_lets_jobs_finish_then_ends_them(start_server: StartServer) -> None:
+    server = await start_server(shutdown_grace=0.5, upload_timeout=30)
+    body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
+    stream = await raw_request(server.port, head(len(body)), body[:100])
+    received = await read_until(stream, b"\r\n\r\n")
+    server.shutdown.set()
+    events = sse_events(received + await read_response(stream))
+    assert [e["type"] for e in events] == ["processing_error"]
+    assert events[0]["data"]["error"]["code"] == "shutting_down"
+    assert server.app.state.registry.statistics().running_jobs == 0
+
+
+async def test_watcher_sees_the_uploaders_stream(
+    server: LiveServer, client: httpx.AsyncClient
+) -> None:
+    body = multipart_body([Upload(make_image(), "a.png"), Upload(b"?", "b.png")], BOUNDARY)
+    _, uploaded, _ = await post_events(client, server.url, body)
+    job = uploaded[0]["job_id"]
+    watched = (await client.get(f"{server.url}/api/ocr/{job}/events")).text
+    assert [
+        json.loads(line[6:]) for line in watched.splitlines() if line.startswith("data: ")
+    ] == uploaded
+    missing = await client.get(f"{server.url}/api/ocr/00000000-0000-4000-8000-000000000000/events")
+    assert missing.status_code == 404

@@ -1,0 +1,147 @@
+"""The app through Quart-Trio's test client (the full ASGI path, no sockets)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import trio
+import trio.testing
+
+from ocrstream import create_app
+from ocrstream.config import load_settings
+from ocrstream.sse import SSEDecoder
+from tests.images import Upload, make_image, multipart_body
+from tests.ordering import check_stream
+
+BOUNDARY = "ocrstream-test-boundary"
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def _events(raw: bytes) -> list[dict[str, Any]]:
+    return [json.loads(message.data) for message in SSEDecoder().feed(raw)]
+
+
+def _app(**overrides: object) -> Any:
+    return create_app(load_settings({}, **overrides))
+
+
+async def test_healthz() -> None:
+    response = await _app().test_client().get("/healthz")
+    assert response.status_code == 200
+    assert await response.get_json() == {"status": "ok"}
+
+
+async def test_upload_streams_events_with_the_spec_headers() -> None:
+    app = _app()
+    body = multipart_body(
+        [Upload(make_image("PNG"), "a.png", "image/png"), Upload(b"nope", "b.txt", "text/plain")],
+        BOUNDARY,
+    )
+    response = await app.test_client().post(
+        "/api/ocr", data=body, headers={"Content-Type": MULTIPART}
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["X-Accel-Buffering"] == "no"
+    events = _events(await response.get_data())
+    outcome = check_stream(events)
+    assert outcome.outcomes == {0: ("valid", "PNG"), 1: ("invalid", "not_an_image")}
+    assert response.headers["Location"] == f"/api/ocr/{events[0]['job_id']}"
+    assert app.state.open_streams == 0
+    assert app.state.job_tasks_running == 0
+
+    snapshot = await app.test_client().get(response.headers["Location"])
+    document = await snapshot.get_json()
+    assert document["status"] == "complete"
+    assert [f["status"] for f in document["files"]] == ["valid", "invalid"]
+
+
+async def _problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "application/problem+json"
+    document: dict[str, Any] = json.loads(await response.get_data())
+    assert document["status"] == status
+    assert document["title"]
+    assert document["detail"]
+    assert document["type"] == "about:blank"
+    return document
+
+
+async def test_refusals_are_problem_documents() -> None:
+    client = _app(max_files=1, max_file_size=100).test_client()
+    not_multipart = await client.post("/api/ocr", data=b"x", headers={"Content-Type": "text/plain"})
+    assert "multipart/form-data" in (await _problem(not_multipart, 415))["detail"]
+    no_boundary = await client.post(
+        "/api/ocr", data=b"x", headers={"Content-Type": "multipart/form-data"}
+    )
+    assert "boundary" in (await _problem(no_boundary, 415))["detail"]
+    too_big = await client.post(
+        "/api/ocr",
+        data=b"x",
+        headers={"Content-Type": MULTIPART, "Content-Length": str(100 + 1024 * 1024 + 1)},
+    )
+    assert "MAX_REQUEST_SIZE" in (await _problem(too_big, 413))["detail"]
+    unknown = await client.get("/api/ocr/00000000-0000-4000-8000-000000000000")
+    await _problem(unknown, 404)
+
+
+async def test_max_streams_answers_503_with_retry_after() -> None:
+    app = _app(max_streams=1)
+    client = app.test_client()
+    body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
+    async with client.request(
+        "/api/ocr", method="POST", headers={"Content-Type": MULTIPART}
+    ) as held:
+        await held.send(body[:10])
+        await trio.testing.wait_all_tasks_blocked()
+        assert app.state.open_streams == 1
+        busy = await client.post("/api/ocr", data=body, headers={"Content-Type": MULTIPART})
+        assert "MAX_STREAMS" in (await _problem(busy, 503))["detail"]
+        assert busy.headers["Retry-After"] == "1"
+        await held.send(body[10:])
+        await held.send_complete()
+    assert check_stream(_events(held.response_data)).terminal == "processing_complete"
+    assert app.state.open_streams == 0
+    again = await client.post("/api/ocr", data=body, headers={"Content-Type": MULTIPART})
+    assert again.status_code == 200
+
+
+async def test_api_token_guards_every_api_route() -> None:
+    app = _app(api_token="s3cret")
+    client = app.test_client()
+    body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+        refused = await client.post(
+            "/api/ocr", data=body, headers={"Content-Type": MULTIPART, **headers}
+        )
+        await _problem(refused, 401)
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        await _problem(await client.get("/api/ocr/x", headers=headers), 401)
+        await _problem(await client.get("/api/ocr/x/events", headers=headers), 401)
+    ok = await client.post(
+        "/api/ocr", data=body, headers={"Content-Type": MULTIPART, "Authorization": "Bearer s3cret"}
+    )
+    assert ok.status_code == 200
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_watchers_replay_resume_and_finish() -> None:
+    app = _app()
+    client = app.test_client()
+    body = multipart_body([Upload(make_image(), "a.png"), Upload(b"", "e.png")], BOUNDARY)
+    upload = await client.post("/api/ocr", data=body, headers={"Content-Type": MULTIPART})
+    uploaded = _events(await upload.get_data())
+    location = upload.headers["Location"]
+    watched = await client.get(f"{location}/events")
+    assert watched.headers["Content-Type"].startswith("text/event-stream")
+    assert _events(await watched.get_data()) == uploaded
+    for seq in range(len(uploaded) - 1):
+        resumed = await client.get(f"{location}/events", headers={"Last-Event-ID": str(seq)})
+        assert _events(await resumed.get_data()) == uploaded[seq + 1 :]
+        by_query = await client.get(f"{location}/events?last_event_id={seq}")
+        assert _events(await by_query.get_data()) == uploaded[seq + 1 :]
+    done = await client.get(f"{location}/events", headers={"Last-Event-ID": str(len(uploaded) - 1)})
+    assert done.status_code == 204
+    assert app.state.open_streams == 0

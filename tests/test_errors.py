@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+
+from ocrstream import errors
+
+
+@pytest.mark.parametrize(
+    "abstract", [errors.OCRStreamError, errors.RequestRefused, errors.ProcessingError]
+)
+def test_abstract_bases_refuse_instantiation(abstract: type[errors.OCRStreamError]) -> None:
+    with pytest.raises(TypeError):
+        abstract("boom")
+
+
+@pytest.mark.parametrize(
+    ("cls", "status", "code"),
+    [
+        (errors.Unauthorized, 401, "unauthorized"),
+        (errors.NotFound, 404, "not_found"),
+        (errors.ContentTooLarge, 413, "content_too_large"),
+        (errors.UnsupportedMediaType, 415, "unsupported_media_type"),
+        (errors.ServiceBusy, 503, "service_busy"),
+        (errors.MalformedRequest, 400, "malformed_request"),
+        (errors.RequestTooLarge, 413, "request_too_large"),
+        (errors.TooManyParts, 413, "too_many_parts"),
+        (errors.UploadTimeout, 408, "upload_timeout"),
+        (errors.NoFiles, 422, "no_files"),
+    ],
+)
+def test_each_error_has_a_status_hint_and_code(
+    cls: type[errors.OCRStreamError], status: int, code: str
+) -> None:
+    error = cls("what went wrong")
+    assert error.status_hint == status
+    assert error.code == code
+    assert error.message == "what went wrong"
+    assert isinstance(error, errors.OCRStreamError)
+
+
+def test_processing_codes_are_spec_codes() -> None:
+    for cls in errors.ProcessingError.__subclasses__():
+        assert cls.code in errors.PROCESSING_ERROR_CODES
+
+
+def test_file_errors_check_their_code() -> None:
+    assert errors.ImageValidationError("empty_file", "empty").code == "empty_file"
+    assert errors.OCRError("ocr_timeout", "slow").code == "ocr_timeout"
+    with pytest.raises(ValueError, match="unknown validation error code"):
+        errors.ImageValidationError("nope", "x")
+    with pytest.raises(ValueError, match="unknown OCR error code"):
+        errors.OCRError("empty_file", "x")

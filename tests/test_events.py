@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from ocrstream import events as ev
+
+
+def _envelope(event: ev.Event, seq: int | None = 3) -> ev.Envelope:
+    return ev.Envelope(
+        event=event,
+        job_id=None if seq is None else "job-1",
+        seq=seq,
+        timestamp=datetime(2026, 11, 29, 12, 0, 1, 234567, tzinfo=UTC),
+    )
+
+
+def test_envelope_has_the_spec_shape() -> None:
+    envelope = _envelope(ev.UploadStarted(file_count=2, total_bytes=10))
+    assert json.loads(envelope.to_json()) == {
+        "type": "upload_started",
+        "timestamp": "2026-11-29T12:00:01.234Z",
+        "job_id": "job-1",
+        "seq": 3,
+        "data": {"file_count": 2, "total_bytes": 10},
+    }
+
+
+def test_nested_values_serialise_as_json_objects() -> None:
+    success = ev.ImageOCRSuccess(
+        file_index=0,
+        file_name="a.png",
+        text="Total 12.00",
+        lines=(ev.OCRLine(text="Total 12.00", confidence=0.98, bbox=(1, 2, 30, 12)),),
+        duration_ms=12.5,
+    )
+    data = json.loads(_envelope(success).to_json())["data"]
+    assert data["lines"] == [{"text": "Total 12.00", "confidence": 0.98, "bbox": [1, 2, 30, 12]}]
+    error = ev.ImageValidationError(
+        file_index=1,
+        file_name="b",
+        size_bytes=0,
+        error=ev.ErrorInfo(code="empty_file", message="empty"),
+    )
+    assert json.loads(_envelope(error).to_json())["data"]["error"] == {
+        "code": "empty_file",
+        "message": "empty",
+    }
+
+
+def test_json_is_one_line_whatever_the_text() -> None:
+    received = ev.ImageReceived(
+        file_index=0, file_name='a"\r\nb\u2028.png', size_bytes=1, content_type="x\ny"
+    )
+    text = _envelope(received).to_json()
+    assert "\n" not in text
+    assert "\r" not in text
+    assert json.loads(text)["data"]["file_name"] == 'a"\r\nb\u2028.png'
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: ev.AllImagesValidated(file_count=2, valid_count=1, invalid_count=0),
+        lambda: ev.ErrorInfo(code="nope", message="x"),
+        lambda: ev.ProcessingError(error=ev.ErrorInfo(code="empty_file", message="x")),
+        lambda: ev.ImageOCRError(
+            file_index=0, file_name="a", error=ev.ErrorInfo(code="no_files", message="x")
+        ),
+        lambda: ev.OCRLine(text="x", confidence=1.5, bbox=(0, 0, 1, 1)),
+        lambda: ev.StreamLagged(missed=0, resume_seq=1),
+        lambda: ev.ImageReceived(file_index=-1, file_name="a", size_bytes=0, content_type=None),
+    ],
+)
+def test_invalid_events_are_refused(build: object) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+        build()  # type: ignore[operator]
+
+
+def test_events_are_frozen() -> None:
+    event = ev.UploadStarted(file_count=1, total_bytes=1)
+    with pytest.raises(AttributeError):
+        event.file_count = 2  # type: ignore[misc]
+
+
+def test_stream_lagged_has_no_job() -> None:
+    lagged = _envelope(ev.StreamLagged(missed=5, resume_seq=100), seq=None)
+    document = json.loads(lagged.to_json())
+    assert document["job_id"] is None
+    assert document["seq"] is None
+    with pytest.raises(ValueError, match="stream_lagged has no job"):
+        ev.Envelope(event=ev.StreamLagged(missed=1, resume_seq=1), job_id="j", seq=0)
+
+
+def test_terminal_types() -> None:
+    assert {"processing_complete", "processing_error"} == ev.TERMINAL_TYPES
+    assert _envelope(
+        ev.ProcessingError(error=ev.ErrorInfo(code="no_files", message="x"))
+    ).is_terminal
+    assert not _envelope(ev.UploadStarted(file_count=1, total_bytes=1)).is_terminal
+
+
+def test_parse_envelope_round_trips_every_type() -> None:
+    samples: list[ev.Event] = [
+        ev.UploadStarted(file_count=1, total_bytes=5),
+        ev.ImageReceived(file_index=0, file_name="a", size_bytes=5, content_type=None),
+        ev.ImageValidationStart(file_index=0, file_name="a"),
+        ev.ImageValidationSuccess(
+            file_index=0, file_name="a", size_bytes=5, format="PNG", width=1, height=1, mode="L"
+        ),
+        ev.ImageValidationError(
+            file_index=0,
+            file_name="a",
+            size_bytes=5,
+            error=ev.ErrorInfo(code="not_an_image", message="m"),
+        ),
+        ev.AllImagesValidated(file_count=1, valid_count=1, invalid_count=0),
+        ev.ImageOCRStart(file_index=0, file_name="a", engine="fake"),
+        ev.ImageOCRSuccess(
+            file_index=0,
+            file_name="a",
+            text="t",
+            lines=(ev.OCRLine(text="t", confidence=0.5, bbox=(0, 0, 1, 1)),),
+            duration_ms=1.0,
+        ),
+        ev.ImageOCRError(
+            file_index=0, file_name="a", error=ev.ErrorInfo(code="ocr_failed", message="m")
+        ),
+        ev.ProcessingComplete(
+            file_count=1,
+            valid_count=1,
+            invalid_count=0,
+            ocr_success_count=1,
+            ocr_error_count=0,
+            duration_ms=2.0,
+        ),
+        ev.ProcessingError(error=ev.ErrorInfo(code="upload_timeout", message="m")),
+    ]
+    assert {sample.type for sample in samples} | {"stream_lagged"} == set(ev.EVENT_TYPES)
+    for sample in samples:
+        envelope = _envelope(sample)
+        again = ev.parse_envelope(json.loads(envelope.to_json()))
+        assert again.event == sample
+        assert again.seq == envelope.seq
+        assert again.job_id == envelope.job_id
+
+
+def test_parse_envelope_refuses_unknown_types() -> None:
+    with pytest.raises(ValueError, match="unknown event type"):
+        ev.parse_envelope({"type": "nope", "data": {}})

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ocrstream.config import Settings, load_settings
+from ocrstream.pipeline import JobOptions, run_job
+from ocrstream.registry import JobHandle, JobRegistry
+from tests.images import Upload, make_image, multipart_body
+from tests.ordering import check_stream
+from tests.strategies import MAX_FILE_SIZE, MAX_FILES, expected_outcome, file_mixes
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+BOUNDARY = "ocrstream-test-boundary"
+
+
+def _settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "max_files": MAX_FILES,
+        "max_file_size": MAX_FILE_SIZE,
+        "max_parts": 30,
+        "upload_timeout": 5,
+        "upload_deadline": 60,
+        "validation_threads": 2,
+    }
+    values.update(overrides)
+    return load_settings({}, **values)
+
+
+async def _pieces(body: bytes, piece: int) -> AsyncGenerator[bytes]:
+    for start in range(0, len(body), piece):
+        yield body[start : start + piece]
+        await trio.lowlevel.checkpoint()
+
+
+def _history(handle: JobHandle) -> list[dict[str, Any]]:
+    return [json.loads(envelope.to_json()) for envelope in handle.record.history]
+
+
+async def _run(
+    body: bytes,
+    *,
+    piece: int = 4096,
+    settings: Settings | None = None,
+    content_length: int | None = None,
+) -> tuple[JobHandle, list[dict[str, Any]]]:
+    registry = JobRegistry(result_ttl=60)
+    handle = registry.create()
+    await run_job(
+        handle,
+        _pieces(body, piece),
+        options=JobOptions(boundary=BOUNDARY.encode(), content_length=content_length),
+        settings=settings or _settings(),
+        limiter=trio.CapacityLimiter(2),
+    )
+    return handle, _history(handle)
+
+
+@given(mix=file_mixes(), piece=st.integers(min_value=1, max_value=70_000))
+async def test_ordering_rules_hold_for_any_mix_of_files(mix: list[Any], piece: int) -> None:
+    parts = [Upload(f.data, f"{f.kind}-{i}.bin") for i, f in enumerate(mix)]
+    body = multipart_body(parts, BOUNDARY)
+    handle, events = await _run(body, piece=max(piece, 64), content_length=len(body))
+    outcome = check_stream(events)
+    assert outcome.terminal == "processing_complete", events[-1]
+    assert outcome.file_count == len(mix)
+    for index, file in enumerate(mix):
+        assert outcome.outcomes[index] == expected_outcome(index, file), (index, file.kind)
+    assert events[0]["data"]["total_bytes"] == sum(len(f.data) for f in mix)
+    assert handle.record.snapshot()["status"] == "complete"
+
+
+async def test_a_body_with_no_file_parts_is_no_files() -> None:
+    _, events = await _run(multipart_body([Upload(b"just a field", None, None, "note")], BOUNDARY))
+    assert [e["type"] for e in events] == ["processing_error"]
+    assert events[0]["data"]["error"]["code"] == "no_files"
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "overrides"),
+    [
+        (b"--nope\r\n\r\n", "malformed_request", {}),
+        (multipart_body([Upload(make_image(), "a.png")], BOUNDARY)[:-10], "malformed_request", {}),
+        (
+            multipart_body([Upload(make_image(), f"{i}.png") for i in range(4)], BOUNDARY),
+            "too_many_parts",
+            {"max_parts": 3},
+        ),
+        (
+            multipart_body([Upload(b"x" * 20_000, "a.png")], BOUNDARY),
+            "request_too_large",
+            {"max_request_size": 10_000},
+        ),
+    ],
+    ids=["framing", "unterminated", "parts", "size"],
+)
+async def test_request_failures_before_the_body_completes_are_the_only_event(
+    body: bytes, code: str, overrides: dict[str, object]
+) -> None:
+    # Files that completed before the failure were already validated: none of it shows.
+    _, events = await _run(body, piece=512, settings=_settings(**overrides))
+    assert [e["type"] for e in events] == ["processing_error"]
+    assert events[0]["data"]["error"]["code"] == code
+    check_stream(events)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_cancellation_ends_the_job_and_frees_the_spools() -> None:
+    # A file big enough to roll its spool over to a temporary file on disk.
+    body = multipart_body([Upload(b"x" * 400_000, "a.png"), Upload(b"y" * 10, "b.png")], BOUNDARY)
+    gate = trio.Event()
+
+    async def stalls_after_first_file() -> AsyncGenerator[bytes]:
+        yield body[:-200]  # first file complete, second still open
+        await gate.wait()
+
+    registry = JobRegistry(result_ttl=60)
+    handle = registry.create()
+    before = _open_fds()
+    chunks = stalls_after_first_file()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: run_job(
+                handle,
+                chunks,
+                options=JobOptions(boundary=BOUNDARY.encode(), content_length=None),
+                settings=_settings(max_file_size=10**6),
+                limiter=trio.CapacityLimiter(1),
+            )
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        assert _open_fds() > before, "the big file spooled to disk"
+        nursery.cancel_scope.cancel()
+    await chunks.aclose()
+    assert _open_fds() == before
+    events = _history(handle)
+    assert [e["type"] for e in events] == ["processing_error"]
+    assert events[0]["data"]["error"]["code"] == "client_disconnected"
+    assert handle.record.snapshot()["status"] == "cancelled"
+
+
+async def test_shutdown_cancel_reports_shutting_down(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    never = trio.Event()
+
+    async def silent() -> AsyncGenerator[bytes]:
+        await never.wait()
+        yield b""
+
+    registry = JobRegistry(result_ttl=60)
+    handle = registry.create()
+    chunks = silent()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: run_job(
+                handle,
+                chunks,
+                options=JobOptions(boundary=BOUNDARY.encode(), content_length=None),
+                settings=_settings(upload_timeout=1000, upload_deadline=1000),
+                limiter=trio.CapacityLimiter(1),
+            )
+        )
+        await trio.sleep(1)
+        handle.cancel("shutting_down")
+    await chunks.aclose()
+    assert handle.record.history[-1].to_dict()["data"] == {
+        "error": {
+            "code": "shutting_down",
+            "message": "the server is shutting down; the job was cancelled",
+        }
+    }

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from ocrstream.errors import ImageValidationError
+from ocrstream.validation import ImageFacts, check_upload, identify_format, inspect_image
+from tests.images import FORMATS, bad_checksum_png, bomb_png, make_image, truncated
+
+ALL = frozenset(FORMATS)
+
+
+def _inspect(
+    data: bytes, *, max_pixels: int = 40_000_000, allowed: frozenset[str] = ALL
+) -> ImageFacts:
+    return inspect_image(io.BytesIO(data), max_pixels=max_pixels, allowed_formats=allowed)
+
+
+def _code(data: bytes, **kwargs: object) -> str:
+    with pytest.raises(ImageValidationError) as caught:
+        _inspect(data, **kwargs)  # type: ignore[arg-type]
+    assert caught.value.message
+    return caught.value.code
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode"), [(fmt, mode) for fmt, modes in FORMATS.items() for mode in modes]
+)
+def test_every_accepted_format_and_mode_validates(fmt: str, mode: str) -> None:
+    facts = _inspect(make_image(fmt, (40, 30), mode))
+    assert facts.format == fmt
+    assert (facts.width, facts.height) == (40, 30)
+    assert facts.mode
+
+
+def test_format_comes_from_the_bytes_only() -> None:
+    assert identify_format(make_image("GIF", mode="P")[:64]) == ("GIF", True)
+    assert identify_format(b"%PDF-1.7\n") is None
+    assert identify_format(b"8BPS\x00\x01") == ("PSD", False)
+
+
+def test_mpo_camera_jpegs_are_reported_as_jpeg() -> None:
+    first, second = Image.new("RGB", (16, 16), "red"), Image.new("RGB", (16, 16), "blue")
+    out = io.BytesIO()
+    first.save(out, format="MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(out.getvalue())).format == "MPO"
+    assert _inspect(out.getvalue()).format == "JPEG"
+
+
+def test_check_upload_codes_and_limits_in_messages() -> None:
+    with pytest.raises(ImageValidationError) as caught:
+        check_upload(file_index=20, size_bytes=5, max_files=20, max_file_size=10)
+    assert caught.value.code == "too_many_files"
+    assert "20" in caught.value.message
+    with pytest.raises(ImageValidationError) as caught:
+        check_upload(file_index=0, size_bytes=0, max_files=20, max_file_size=10)
+    assert caught.value.code == "empty_file"
+    with pytest.raises(ImageValidationError) as caught:
+        check_upload(file_index=0, size_bytes=11, max_files=20, max_file_size=10)
+    assert caught.value.code == "file_too_large"
+    assert "11" in caught.value.message
+    assert "10 bytes" in caught.value.message
+    check_upload(file_index=19, size_bytes=10, max_files=20, max_file_size=10)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"hello, world", b"\x00" * 100, b"%PDF-1.4\n%...", b"<html></html>", bytes(range(256))],
+)
+def test_non_images(data: bytes) -> None:
+    assert _code(data) == "not_an_image"
+
+
+def test_other_image_formats_are_unsupported() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, format="ICO")
+    assert _code(out.getvalue()) == "unsupported_format"
+    assert _code(b'<?xml version="1.0"?><svg xmlns="x"></svg>') == "unsupported_format"
+
+
+def test_a_format_left_out_of_allowed_formats_is_unsupported() -> None:
+    gif = make_image("GIF", mode="P")
+    code = _code(gif, allowed=frozenset({"PNG"}))
+    assert code == "unsupported_format"
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"])
+def test_truncated_images_are_corrupt(fmt: str) -> None:
+    data = make_image(fmt, (200, 200), FORMATS[fmt][0])
+    assert _code(truncated(data, 0.5)) == "corrupt_image"
+
+
+def test_bad_png_checksum_is_corrupt() -> None:
+    assert _code(bad_checksum_png()) == "corrupt_image"
+
+
+def test_pixel_budget_is_checked_before_decoding() -> None:
+    bomb = bomb_png(100_000, 100_000)  # 10 gigapixels in a few hundred bytes
+    assert len(bomb) < 1000
+    with pytest.raises(ImageValidationError) as caught:
+        _inspect(bomb)
+    assert caught.value.code == "image_too_large"
+    assert "40000000" in caught.value.message
+
+
+def test_pixel_budget_is_configurable() -> None:
+    assert _code(make_image("PNG", (100, 100)), max_pixels=9_999) == "image_too_large"
+    assert _inspect(make_image("PNG", (100, 100)), max_pixels=10_000).width == 100
