@@ -48,8 +48,6 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmarks: each script starts what it measures and prints medians and ratios."""
     install(session, "test")
-    scripts = session.posargs or sorted(
-        str(path) for path in Path("benchmarks").glob("bench_*.py")
-    )
+    scripts = session.posargs or sorted(str(path) for path in Path("benchmarks").glob("bench_*.py"))
     for script in scripts:
         session.run("python", script)

@@ -22,9 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 
 import trio
@@ -32,10 +30,15 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ocrstream.config import load_settings  # noqa: E402
-from ocrstream.pipeline import JobOptions, run_job  # noqa: E402
-from ocrstream.registry import JobRegistry  # noqa: E402
-from tests.images import Upload, multipart_body  # noqa: E402
+from typing import TYPE_CHECKING
+
+from ocrstream.config import load_settings
+from ocrstream.pipeline import JobOptions, run_job
+from ocrstream.registry import JobRegistry
+from tests.images import Upload, multipart_body
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
 
 BOUNDARY = "bench-boundary"
 HOST = "127.0.0.1"
@@ -180,31 +183,6 @@ def _p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98]
 
 
-_NAIVE_APP = """
-import sys
-from quart_trio import QuartTrio
-from quart import Response
-from hypercorn.config import Config
-from hypercorn.trio import serve
-import trio
-N = int(sys.argv[2])
-FRAME = b'id: 1\\nevent: image_received\\ndata: ' + b'{"type":"image_received","seq":1,"data":{"file_index":1,"file_name":"a.png","size_bytes":70}}' + b'\\n\\n'
-app = QuartTrio(__name__)
-@app.get("/naive")
-async def naive():
-    async def frames():
-        for _ in range(N):
-            yield FRAME
-    response = Response(frames(), content_type="text/event-stream")
-    response.timeout = None
-    return response
-config = Config()
-config.bind = [f"127.0.0.1:{sys.argv[1]}"]
-config.accesslog = None
-trio.run(serve, app, config)
-"""
-
-
 def main() -> None:
     runs_ttfe = 200
     print(f"ocrstream stream benchmark ({os.cpu_count()} CPUs); medians unless noted\n")
@@ -254,14 +232,13 @@ def main() -> None:
 
     naive_rates = []
     naive_events = 20_000
-    script = Path(os.environ.get("TMPDIR", "/tmp")) / "ocrstream_naive_sse.py"
-    script.write_text(_NAIVE_APP)
+    script = Path(__file__).with_name("naive_sse_server.py")
     with _server({}, sys.executable, str(script), "{port}", str(naive_events)) as port:
         for _ in range(5):
             elapsed, events = _get(port, "/naive")
             naive_rates.append(events / elapsed)
 
-    print("1. time to first event, one small PNG, %d requests" % runs_ttfe)
+    print(f"1. time to first event, one small PNG, {runs_ttfe} requests")
     print(f"   HTTP       first event {_ms(statistics.median(ttfe))}  p99 {_ms(_p99(ttfe))}")
     print(f"   HTTP       whole job   {_ms(statistics.median(total))}  p99 {_ms(_p99(total))}")
     print(f"   in-process first event {_ms(statistics.median(in_first))}")
@@ -278,8 +255,10 @@ def main() -> None:
     print(f"   live upload stream      {statistics.median(live_rates):10.0f} events/s")
     print(f"   in-process same job     {statistics.median(in_many):10.0f} events/s")
     print(f"   watcher replay          {statistics.median(replay_rates):10.0f} events/s")
-    print(f"   naive baseline (1 frame/chunk, {naive_events} frames) "
-          f"{statistics.median(naive_rates):10.0f} events/s")
+    print(
+        f"   naive baseline (1 frame/chunk, {naive_events} frames) "
+        f"{statistics.median(naive_rates):10.0f} events/s"
+    )
     print(
         "   replay / naive ratio    "
         f"{statistics.median(replay_rates) / statistics.median(naive_rates):.2f}x"
