@@ -43,7 +43,7 @@ def main() -> None:
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
-    trio.run(serve, app, config)  # type: ignore[arg-type]
+    trio.run(serve, app, config)
 
 
 if __name__ == "__main__":
