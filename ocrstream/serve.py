@@ -41,7 +41,8 @@ def hypercorn_config(
     config.backlog = LISTEN_BACKLOG
     config.graceful_timeout = settings.shutdown_grace + STREAM_FLUSH_SECONDS
     config.accesslog = None
-    config.errorlog = "-"
+    # Through the logging module, so `ocrstream serve` prints each line once.
+    config.errorlog = logging.getLogger("hypercorn.error")
     # Hypercorn's own whole-request read timeout would cut long streams; the service
     # bounds uploads itself (UPLOAD_TIMEOUT / UPLOAD_DEADLINE).
     config.read_timeout = None

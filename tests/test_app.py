@@ -145,3 +145,16 @@ async def test_watchers_replay_resume_and_finish() -> None:
     done = await client.get(f"{location}/events", headers={"Last-Event-ID": str(len(uploaded) - 1)})
     assert done.status_code == 204
     assert app.state.open_streams == 0
+
+
+async def test_a_body_shorter_than_its_content_length_is_malformed() -> None:
+    app = _app()
+    body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
+    headers = {"Content-Type": MULTIPART, "Content-Length": str(len(body) + 100)}
+    async with app.test_client().request("/api/ocr", method="POST", headers=headers) as upload:
+        await upload.send(body)
+        await upload.send_complete()
+    events = _events(upload.response_data)
+    assert [e["type"] for e in events] == ["processing_error"]
+    assert events[0]["data"]["error"]["code"] == "malformed_request"
+    assert "declared" in events[0]["data"]["error"]["message"]

@@ -182,3 +182,20 @@ async def test_shutdown_cancel_reports_shutting_down(
             "message": "the server is shutting down; the job was cancelled",
         }
     }
+
+
+async def test_a_bug_ends_the_job_with_internal_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("ocrstream.pipeline.inspect_image", broken)
+    body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
+    handle, events = await _run(body)
+    assert events[-1]["type"] == "processing_error"
+    assert events[-1]["data"]["error"]["code"] == "internal_error"
+    assert "boom" not in events[-1]["data"]["error"]["message"], "no internals leak to clients"
+    assert "boom" in caplog.text
+    check_stream(events)
+    assert handle.done.is_set()
