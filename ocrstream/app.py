@@ -29,6 +29,7 @@ from .errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from .ocr import OCRService, run_ocr_service
 from .pipeline import JobOptions, run_job
 from .registry import JobHandle, JobRegistry
 from .stream import EventStream
@@ -36,6 +37,9 @@ from .stream import EventStream
 __all__ = ["OCRStreamApp", "ServiceState", "create_app"]
 
 logger = logging.getLogger(__name__)
+
+#: ``?ocr=`` values that skip OCR for one request.
+_OCR_OFF = frozenset({"false", "0", "no", "off"})
 
 _SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -58,6 +62,8 @@ class ServiceState:
     settings: Settings
     registry: JobRegistry
     decode_limiter: trio.CapacityLimiter
+    ocr: OCRService | None = None
+    ocr_scope: trio.CancelScope | None = None
     open_streams: int = 0
     shutting_down: bool = False
     jobs_started: int = 0
@@ -209,6 +215,17 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
     )
     app.state = state
 
+    @app.before_serving
+    async def start_ocr_workers() -> None:
+        if settings.ocr_engine != "none":
+            state.ocr, state.ocr_scope = await app.nursery.start(run_ocr_service, settings)
+
+    @app.after_serving
+    async def stop_ocr_workers() -> None:
+        if state.ocr_scope is not None:
+            state.ocr_scope.cancel()
+            state.ocr, state.ocr_scope = None, None
+
     @app.errorhandler(RequestRefused)
     async def refused(error: RequestRefused) -> Response:
         return _problem(error)
@@ -229,6 +246,7 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         content_length = _content_length(settings.request_size_limit)
         if state.shutting_down:
             raise ServiceBusy("the server is shutting down", retry_after=5)
+        ocr = _ocr_for_request(state)
         req = request
         assert isinstance(req, OCRRequest)
         assert req.nursery is not None
@@ -243,6 +261,7 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
             handle,
             req.body,
             JobOptions(boundary=boundary, content_length=content_length),
+            ocr,
         )
         return response
 
@@ -267,8 +286,27 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
     return app
 
 
+def _ocr_for_request(state: ServiceState) -> OCRService | None:
+    """The OCR workers for this request, or None when it (or the server) skips OCR.
+
+    Raises:
+        ServiceBusy: OCR is configured but its workers are not running.
+    """
+    if state.settings.ocr_engine == "none":
+        return None
+    if request.args.get("ocr", "true").strip().lower() in _OCR_OFF:
+        return None
+    if state.ocr is None:
+        raise ServiceBusy("the OCR workers are not running; retry shortly", retry_after=5)
+    return state.ocr
+
+
 async def _run_job_counted(
-    state: ServiceState, handle: JobHandle, body: Any, options: JobOptions
+    state: ServiceState,
+    handle: JobHandle,
+    body: Any,
+    options: JobOptions,
+    ocr: OCRService | None,
 ) -> None:
     state.job_tasks_running += 1
     try:
@@ -278,6 +316,7 @@ async def _run_job_counted(
             options=options,
             settings=state.settings,
             limiter=state.decode_limiter,
+            ocr=ocr,
         )
     finally:
         state.job_tasks_running -= 1

@@ -39,8 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"ocrstream: {error.message}", file=sys.stderr)
         return 2
-    from .serve import run_server
+    from .engines.base import EngineUnavailable
+    from .serve import check_engine, run_server
 
+    try:
+        check_engine(settings)
+    except EngineUnavailable as error:
+        print(f"ocrstream: OCRSTREAM_OCR_ENGINE={settings.ocr_engine}: {error}", file=sys.stderr)
+        return 2
     trio.run(partial(run_server, settings))
     return 0
 

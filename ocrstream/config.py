@@ -59,13 +59,20 @@ class Settings(BaseSettings):  # type: ignore[explicit-any]  # pydantic's base i
     )
     upload_timeout: float = Field(30.0, gt=0, description="seconds without body bytes")
     upload_deadline: float = Field(300.0, gt=0, description="seconds for the whole body")
-    ocr_engine: Literal["rapidocr", "tesseract", "none"] = Field(
-        "rapidocr", description="OCR engine"
+    ocr_engine: Literal["rapidocr", "tesseract", "none", "fake"] = Field(
+        "rapidocr",
+        description="OCR engine; `fake` is the deterministic test engine shipped in the package",
     )
     ocr_workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="OCR worker processes"
     )
     ocr_timeout: float = Field(120.0, gt=0, description="seconds one image may spend in OCR")
+    ocr_max_tasks_per_worker: int = Field(
+        500, ge=1, description="images a worker recognises before it is replaced (engine leaks)"
+    )
+    ocr_worker_max_rss: int = Field(
+        2048 * MIB, ge=MIB, description="bytes of worker memory past which it is replaced"
+    )
     result_ttl: float = Field(600.0, gt=0, description="seconds a finished job stays readable")
     api_token: str | None = Field(None, min_length=1, description="bearer token for /api/")
     admin_token: str | None = Field(None, min_length=1, description="bearer token for /api/events")

@@ -13,18 +13,28 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import trio
 
-from .errors import ImageValidationError, OCRStreamError, ProcessingError, UploadTimeout
+from .errors import (
+    ImageValidationError,
+    OCRError,
+    OCRStreamError,
+    ProcessingError,
+    UploadTimeout,
+)
 from .events import (
     AllImagesValidated,
     ErrorInfo,
     Event,
+    ImageOCRError,
+    ImageOCRStart,
+    ImageOCRSuccess,
     ImageReceived,
     ImageValidationStart,
     ImageValidationSuccess,
+    OCRLine,
     ProcessingComplete,
     UploadStarted,
 )
@@ -37,6 +47,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterable
 
     from .config import Settings
+    from .ocr import OCRService
     from .registry import JobHandle
 
 __all__ = [
@@ -112,6 +123,7 @@ async def run_job(
     options: JobOptions,
     settings: Settings,
     limiter: trio.CapacityLimiter,
+    ocr: OCRService | None = None,
 ) -> None:
     """Run one upload's job to its terminal event.
 
@@ -121,6 +133,7 @@ async def run_job(
         options: the request's boundary and declared length.
         settings: the server's settings.
         limiter: bounds the decoding threads across all requests.
+        ocr: the OCR workers, or None when this job skips OCR.
     """
     collector: PartCollector | None = None
     send, receive = trio.open_memory_channel[Event](settings.pipeline_buffer)
@@ -139,8 +152,9 @@ async def run_job(
                         chunks,
                         collector=collector,
                         options=options,
-                        settings=settings,
-                        limiter=limiter,
+                        work=_FileWork(
+                            settings=settings, limiter=limiter, ocr=ocr, job_key=handle.job_id
+                        ),
                     )
             if unread is not None:
                 await _drain(chunks, max_bytes=settings.request_size_limit, seconds=unread)
@@ -204,10 +218,10 @@ async def _process(
     *,
     collector: PartCollector,
     options: JobOptions,
-    settings: Settings,
-    limiter: trio.CapacityLimiter,
+    work: _FileWork,
 ) -> float | None:
     """Run the job's tasks; when a failure left the body unread, the seconds to drain it."""
+    settings = work.settings
     tally = _Tally()
     failure: ProcessingError | None = None
     async with trio.open_nursery() as files:
@@ -221,16 +235,7 @@ async def _process(
                     content_type=file.content_type,
                 )
             )
-            files.start_soon(
-                partial(
-                    _validate_file,
-                    file,
-                    send.clone(),
-                    tally=tally,
-                    settings=settings,
-                    limiter=limiter,
-                )
-            )
+            files.start_soon(partial(_check_file, file, send.clone(), tally=tally, work=work))
 
         try:
             summary = await receive_upload(
@@ -277,58 +282,128 @@ async def _process(
     return None
 
 
-async def _validate_file(
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _FileWork:
+    """What every file task of one job shares."""
+
+    settings: Settings
+    limiter: trio.CapacityLimiter
+    ocr: OCRService | None
+    job_key: str
+
+
+async def _check_file(
     file: ReceivedFile,
     send: trio.MemorySendChannel[Event],
     *,
     tally: _Tally,
-    settings: Settings,
-    limiter: trio.CapacityLimiter,
+    work: _FileWork,
 ) -> None:
-    result: Event
+    """Validate one file, then (with OCR on) recognise it, sending each event."""
     with send:
         try:
             await send.send(ImageValidationStart(file_index=file.index, file_name=file.name))
-            try:
-                check_upload(
-                    file_index=file.index,
-                    size_bytes=file.size_bytes,
-                    max_files=settings.max_files,
-                    max_file_size=settings.max_file_size,
-                )
-                assert file.spool is not None, "stored files keep their spool until validated"
-                facts = await trio.to_thread.run_sync(
-                    partial(
-                        inspect_image,
-                        file.spool,
-                        max_pixels=settings.max_image_pixels,
-                        allowed_formats=settings.allowed_formats,
-                    ),
-                    limiter=limiter,
-                )
-            except ImageValidationError as error:
-                tally.invalid += 1
-                result = ImageValidationErrorEvent(
-                    file_index=file.index,
-                    file_name=file.name,
-                    size_bytes=file.size_bytes,
-                    error=ErrorInfo(code=error.code, message=error.message),
-                )
-            else:
+            result = await _validate(file, settings=work.settings, limiter=work.limiter)
+            if isinstance(result, ImageValidationSuccess):
                 tally.valid += 1
-                result = ImageValidationSuccess(
-                    file_index=file.index,
-                    file_name=file.name,
-                    size_bytes=file.size_bytes,
-                    format=facts.format,
-                    width=facts.width,
-                    height=facts.height,
-                    mode=facts.mode,
-                )
+            else:
+                tally.invalid += 1
             await send.send(result)
             tally.validated += 1
             announcement = tally.take_all_validated()
             if announcement is not None:
                 await send.send(announcement)
+            if work.ocr is not None and isinstance(result, ImageValidationSuccess):
+                await _recognize(file, send, tally=tally, work=work, ocr=work.ocr)
         finally:
             file.close()
+
+
+async def _validate(
+    file: ReceivedFile, *, settings: Settings, limiter: trio.CapacityLimiter
+) -> ImageValidationSuccess | ImageValidationErrorEvent:
+    try:
+        check_upload(
+            file_index=file.index,
+            size_bytes=file.size_bytes,
+            max_files=settings.max_files,
+            max_file_size=settings.max_file_size,
+        )
+        assert file.spool is not None, "stored files keep their spool until validated"
+        facts = await trio.to_thread.run_sync(
+            partial(
+                inspect_image,
+                file.spool,
+                max_pixels=settings.max_image_pixels,
+                allowed_formats=settings.allowed_formats,
+            ),
+            limiter=limiter,
+        )
+    except ImageValidationError as error:
+        return ImageValidationErrorEvent(
+            file_index=file.index,
+            file_name=file.name,
+            size_bytes=file.size_bytes,
+            error=ErrorInfo(code=error.code, message=error.message),
+        )
+    return ImageValidationSuccess(
+        file_index=file.index,
+        file_name=file.name,
+        size_bytes=file.size_bytes,
+        format=facts.format,
+        width=facts.width,
+        height=facts.height,
+        mode=facts.mode,
+    )
+
+
+def _read_spool(spool: IO[bytes]) -> bytes:
+    spool.seek(0)
+    return spool.read()
+
+
+async def _recognize(
+    file: ReceivedFile,
+    send: trio.MemorySendChannel[Event],
+    *,
+    tally: _Tally,
+    work: _FileWork,
+    ocr: OCRService,
+) -> None:
+    """Wait for this job's turn at a worker, then recognise the file there."""
+    result: Event
+    # The spool (on disk past 256 KiB) is read only once a worker is free, so files
+    # queued for OCR do not hold their bytes in memory.
+    async with ocr.slot(work.job_key):
+        await send.send(
+            ImageOCRStart(file_index=file.index, file_name=file.name, engine=ocr.engine)
+        )
+        assert file.spool is not None
+        data = await trio.to_thread.run_sync(_read_spool, file.spool, limiter=work.limiter)
+        started = trio.current_time()
+        try:
+            page = await ocr.recognize(data)
+        except OCRError as error:
+            tally.ocr_error += 1
+            result = ImageOCRError(
+                file_index=file.index,
+                file_name=file.name,
+                error=ErrorInfo(code=error.code, message=error.message),
+            )
+        else:
+            tally.ocr_success += 1
+            result = ImageOCRSuccess(
+                file_index=file.index,
+                file_name=file.name,
+                text=page.text,
+                lines=tuple(
+                    OCRLine(
+                        text=line.text,
+                        confidence=min(1.0, max(0.0, line.confidence)),
+                        bbox=line.bbox,
+                    )
+                    for line in page.lines
+                ),
+                duration_ms=round((trio.current_time() - started) * 1000, 3),
+            )
+        await send.send(result)

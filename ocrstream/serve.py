@@ -20,8 +20,16 @@ from .app import OCRStreamApp, ServiceState, create_app
 
 if TYPE_CHECKING:
     from .config import Settings
+from .engines.worker import engine_module
 
-__all__ = ["LISTEN_BACKLOG", "STREAM_FLUSH_SECONDS", "drain_jobs", "hypercorn_config", "run_server"]
+__all__ = [
+    "LISTEN_BACKLOG",
+    "STREAM_FLUSH_SECONDS",
+    "check_engine",
+    "drain_jobs",
+    "hypercorn_config",
+    "run_server",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +55,16 @@ def hypercorn_config(
     # bounds uploads itself (UPLOAD_TIMEOUT / UPLOAD_DEADLINE).
     config.read_timeout = None
     return config
+
+
+def check_engine(settings: Settings) -> None:
+    """Fail start-up when the chosen OCR engine cannot run here.
+
+    Raises:
+        EngineUnavailable: with a one-line message (e.g. the tesseract binary is missing).
+    """
+    if settings.ocr_engine != "none":
+        engine_module(settings.ocr_engine).check_available()
 
 
 async def drain_jobs(state: ServiceState) -> None:
@@ -78,6 +96,7 @@ async def run_server(
         shutdown: an event that starts a graceful shutdown when set.
         task_status: receives the bound URLs once listening.
     """
+    check_engine(settings)
     app = app if app is not None else create_app(settings)
     stop = shutdown if shutdown is not None else trio.Event()
     hypercorn_stop = trio.Event()

@@ -23,7 +23,9 @@ def _events(raw: bytes) -> list[dict[str, Any]]:
 
 
 def _app(**overrides: object) -> Any:
-    return create_app(load_settings({}, **overrides))
+    values: dict[str, object] = {"ocr_engine": "none"}
+    values.update(overrides)
+    return create_app(load_settings({}, **values))
 
 
 async def test_healthz() -> None:

@@ -61,7 +61,11 @@ async def start_server(nursery: trio.Nursery) -> StartServer:
     """Start a server with settings overrides; it stops when the test ends."""
 
     async def start(**overrides: object) -> LiveServer:
-        values: dict[str, object] = {"validation_threads": 2, "shutdown_grace": 1}
+        values: dict[str, object] = {
+            "validation_threads": 2,
+            "shutdown_grace": 1,
+            "ocr_engine": "none",
+        }
         values.update(overrides)
         settings = load_settings({}, **values)
         app = create_app(settings)

@@ -1,0 +1,70 @@
+"""What an OCR engine is to the rest of the service.
+
+An engine is a synchronous function run inside a worker process (never on the Trio
+thread): image bytes in, a :class:`PageText` out. Each engine module exposes::
+
+    NAME: str                                   # "rapidocr", "tesseract", "fake"
+    def check_available() -> None               # raises EngineUnavailable with a clear message
+    def load() -> None                          # load the model once per worker process
+    def recognize(image: Image.Image) -> PageText
+
+``recognize`` gets an RGB(A)/L image already decoded and turned upright per its EXIF
+orientation; it returns the full text in reading order (lines joined with "\\n") and
+the lines with text, confidence in 0..1 and bbox [x0, y0, x1, y1] in image pixels.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["EngineUnavailable", "PageLine", "PageText", "join_lines", "normalise_spaces"]
+
+_SPACES = re.compile(r"\s+")
+
+
+class EngineUnavailable(RuntimeError):
+    """The chosen engine cannot run here (binary or model missing); start-up stops."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PageLine:
+    """One recognised line."""
+
+    text: str
+    confidence: float
+    bbox: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PageText:
+    """A page's recognised text: ``text`` is the lines in reading order, joined by LF."""
+
+    text: str
+    lines: tuple[PageLine, ...]
+
+
+def normalise_spaces(text: str) -> str:
+    """Fold runs of whitespace to one space and strip the ends."""
+    return _SPACES.sub(" ", text).strip()
+
+
+def join_lines(lines: list[PageLine]) -> PageText:
+    """Order lines top to bottom, then left to right, and build the page text.
+
+    Lines whose vertical centres are within half a line height of each other count as
+    one row (a label and its amount on the same row stay in left-to-right order).
+    """
+    rows: list[list[PageLine]] = []
+    for line in sorted(lines, key=lambda item: (item.bbox[1] + item.bbox[3]) / 2):
+        centre = (line.bbox[1] + line.bbox[3]) / 2
+        height = max(1, line.bbox[3] - line.bbox[1])
+        if rows:
+            last = rows[-1][-1]
+            last_centre = (last.bbox[1] + last.bbox[3]) / 2
+            if abs(centre - last_centre) < height / 2:
+                rows[-1].append(line)
+                continue
+        rows.append([line])
+    ordered = [line for row in rows for line in sorted(row, key=lambda item: item.bbox[0])]
+    return PageText(text="\n".join(line.text for line in ordered), lines=tuple(ordered))

@@ -1,0 +1,62 @@
+"""A deterministic engine for tests and benchmarks: no model, instant, scriptable.
+
+It "recognises" the text stored in a PNG's ``ocrstream:text`` text chunk (one line per
+``\\n``), or, without one, reports the image's size. A few markers script failures, so
+tests can drive every error path through real worker processes:
+
+* ``FAIL`` anywhere in the text: raises (the service reports ``ocr_failed``);
+* ``CRASH``: the worker process exits at once (``ocr_failed``, the pool recovers);
+* ``SLEEP:<seconds>``: sleeps first (timeouts, cancellation, fairness);
+* ``PID``: replaced by the worker's process id (to watch a worker being killed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import TYPE_CHECKING
+
+from .base import PageLine, PageText, join_lines
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["NAME", "TEXT_KEY", "check_available", "load", "recognize"]
+
+NAME = "fake"
+#: The PNG text chunk the fake engine reads.
+TEXT_KEY = "ocrstream:text"
+
+_SLEEP = re.compile(r"SLEEP:(\d+(?:\.\d+)?)")
+
+
+class FakeEngineError(RuntimeError):
+    """The scripted ``FAIL`` marker."""
+
+
+def check_available() -> None:
+    """Always available."""
+
+
+def load() -> None:
+    """Nothing to load."""
+
+
+def recognize(image: Image.Image) -> PageText:
+    """Return the scripted text of ``image`` (see the module docstring)."""
+    text = str(image.info.get(TEXT_KEY, f"{image.width}x{image.height}"))
+    if match := _SLEEP.search(text):
+        time.sleep(float(match.group(1)))
+    if "CRASH" in text:
+        os._exit(3)
+    text = text.replace("PID", str(os.getpid()))
+    if "FAIL" in text:
+        raise FakeEngineError("scripted failure")
+    rows = [row for row in text.split("\n") if row]
+    height = max(1, image.height // max(1, len(rows)))
+    lines = [
+        PageLine(text=row, confidence=1.0, bbox=(0, i * height, image.width, (i + 1) * height))
+        for i, row in enumerate(rows)
+    ]
+    return join_lines(lines)
