@@ -9,16 +9,18 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
+from functools import partial
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from python_multipart.multipart import parse_options_header
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from .broadcast import Broadcaster
 from .config import Settings, load_settings
 from .connection import OCRRequest, RequestConnection
 from .errors import (
@@ -29,10 +31,15 @@ from .errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics
 from .ocr import OCRService, run_ocr_service
 from .pipeline import JobOptions, run_job
 from .registry import JobHandle, JobRegistry
-from .stream import EventStream
+from .stream import EventStream, FrameSource
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["OCRStreamApp", "ServiceState", "create_app"]
 
@@ -55,12 +62,16 @@ class ServiceState:
     Attributes:
         settings: the configuration read at start-up.
         registry: jobs and their histories.
+        broadcaster: the firehose ring of every job's events.
+        metrics: the Prometheus metrics.
         decode_limiter: bounds image-decoding threads across all requests.
         open_streams: SSE responses open now (uploads and watchers together).
     """
 
     settings: Settings
     registry: JobRegistry
+    broadcaster: Broadcaster
+    metrics: Metrics
     decode_limiter: trio.CapacityLimiter
     ocr: OCRService | None = None
     ocr_scope: trio.CancelScope | None = None
@@ -167,21 +178,32 @@ def _content_length(limit: int) -> int | None:
     return length
 
 
-def _stream_response(
-    state: ServiceState, handle: JobHandle, after: int | None, *, uploader: bool = False
+def _sse_response(
+    state: ServiceState,
+    subscribe: Callable[[], AbstractContextManager[FrameSource]],
+    *,
+    end_after: trio.Event | None = None,
 ) -> Response:
-    """An SSE response following ``handle`` from after seq ``after``."""
+    """An SSE response reading from ``subscribe()``; takes a stream slot (MAX_STREAMS).
+
+    The slot and the subscription are released exactly once, however the response
+    ends (finished, client gone, or never even started).
+    """
     req = request
     assert isinstance(req, OCRRequest)
     state.take_stream_slot()
     cleanup = ExitStack()
     cleanup.callback(state.release_stream_slot)
-    subscription = cleanup.enter_context(state.registry.subscribe(handle, after=after))
+    try:
+        source = cleanup.enter_context(subscribe())
+    except BaseException:
+        cleanup.close()
+        raise
     body = EventStream(
-        subscription,
+        source,
         keepalive_interval=state.settings.keepalive_interval,
         on_close=cleanup.close,
-        end_after=handle.done if uploader else None,
+        end_after=end_after,
     )
     # Whatever ends the connection, the slot and the subscription are released.
     req.call_on_close(body.close)
@@ -208,9 +230,25 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         BODY_TIMEOUT=settings.upload_deadline,
         RESPONSE_TIMEOUT=60,
     )
+    broadcaster = Broadcaster(settings.event_buffer)
+    state: ServiceState
+
+    def lagged() -> tuple[int, int]:
+        statistics = broadcaster.statistics()
+        return statistics.lag_reports, statistics.missed_events
+
+    metrics = Metrics(
+        open_streams=lambda: state.open_streams,
+        running_jobs=lambda: len(state.registry.running()),
+        lagged=lagged,
+    )
     state = ServiceState(
         settings=settings,
-        registry=JobRegistry(result_ttl=settings.result_ttl),
+        registry=JobRegistry(
+            result_ttl=settings.result_ttl, on_publish=(broadcaster.publish, metrics.observe)
+        ),
+        broadcaster=broadcaster,
+        metrics=metrics,
         decode_limiter=trio.CapacityLimiter(settings.validation_threads),
     )
     app.state = state
@@ -233,12 +271,27 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
     @app.before_request
     async def authorise() -> None:
         token = settings.api_token
-        if token is not None and request.path.startswith("/api/") and not _bearer_ok(token):
+        # The firehose has its own (admin) token; see firehose().
+        guarded = request.path.startswith("/api/") and request.path != "/api/events"
+        if token is not None and guarded and not _bearer_ok(token):
             raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
 
     @app.get("/healthz")
     async def healthz() -> Response:
         return _json({"status": "ok"})
+
+    @app.get("/metrics")
+    async def metrics_text() -> Response:
+        return Response(metrics.render(), status=200, content_type=METRICS_CONTENT_TYPE)
+
+    @app.get("/api/events")
+    async def firehose() -> Response:
+        admin = settings.admin_token
+        if admin is None:
+            raise NotFound("the firehose is disabled (OCRSTREAM_ADMIN_TOKEN is not set)")
+        if not _bearer_ok(admin):
+            raise Unauthorized("the firehose needs 'Authorization: Bearer <admin token>'")
+        return _sse_response(state, partial(broadcaster.subscribe, last_event_id=_last_event_id()))
 
     @app.post("/api/ocr")
     async def submit() -> Response:
@@ -251,7 +304,10 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         assert isinstance(req, OCRRequest)
         assert req.nursery is not None
         handle = state.registry.create()
-        response = _stream_response(state, handle, after=None, uploader=True)
+        # The uploader's stream ends once the job's task is done (it may drain the body).
+        response = _sse_response(
+            state, partial(state.registry.subscribe, handle), end_after=handle.done
+        )
         response.headers["Location"] = f"/api/ocr/{handle.job_id}"
         state.jobs_started += 1
         # The request's nursery owns the job: a disconnect cancels it (see connection.py).
@@ -274,7 +330,7 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         record = handle.record
         if record.finished and after is not None and after >= record.next_seq - 1:
             return Response(b"", status=204)
-        return _stream_response(state, handle, after=after)
+        return _sse_response(state, partial(state.registry.subscribe, handle, after=after))
 
     @app.get("/api/ocr/<job_id>")
     async def snapshot(job_id: str) -> Response:

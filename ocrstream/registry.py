@@ -18,9 +18,10 @@ import trio
 
 from .events import Envelope, ErrorInfo, Event, ProcessingError
 from .jobs import JobRecord
+from .sse import encode_all
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
 __all__ = ["JobHandle", "JobRegistry", "RegistryStatistics", "Subscription"]
 
@@ -111,6 +112,10 @@ class Subscription:
             return
         await self.handle.wait_changed()
 
+    def take_frames(self) -> bytes:
+        """The waiting events as SSE bytes, ``id:`` being each event's seq."""
+        return encode_all(self.take_nowait())
+
 
 @dataclass(frozen=True, slots=True)
 class RegistryStatistics:
@@ -129,11 +134,20 @@ class JobRegistry:
         result_ttl: seconds a finished job stays readable (RESULT_TTL).
         max_retained: finished jobs kept at most, oldest dropped first, so memory
             stays bounded whatever the request rate.
+        on_publish: sync callables given every published event (the firehose ring,
+            the metrics); they must not block.
     """
 
-    def __init__(self, *, result_ttl: float, max_retained: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        result_ttl: float,
+        max_retained: int = 10_000,
+        on_publish: Sequence[Callable[[Envelope], object]] = (),
+    ) -> None:
         self._result_ttl = result_ttl
         self._max_retained = max_retained
+        self._on_publish = tuple(on_publish)
         self._jobs: OrderedDict[str, JobHandle] = OrderedDict()
         self._events_by_type: Counter[str] = Counter()
         self._job_ended = trio.Event()
@@ -196,6 +210,8 @@ class JobRegistry:
 
     def _published(self, envelope: Envelope) -> None:
         self._events_by_type[envelope.type] += 1
+        for listener in self._on_publish:
+            listener(envelope)
         if envelope.is_terminal:
             self._job_ended.set()
             self._job_ended = trio.Event()

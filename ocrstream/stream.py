@@ -9,25 +9,40 @@ scope is already cancelled, where any real ``await`` would raise at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from .sse import KEEPALIVE, encode_all
+from .sse import KEEPALIVE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .registry import Subscription
+__all__ = ["EventStream", "FrameSource"]
 
-__all__ = ["EventStream"]
+
+class FrameSource(Protocol):
+    """A reader's cursor over some events: a job's history or the firehose ring."""
+
+    @property
+    def exhausted(self) -> bool:
+        """True once the last event has been taken (never, for the firehose)."""
+        ...
+
+    async def wait_available(self) -> None:
+        """Return when there is something to take."""
+        ...
+
+    def take_frames(self) -> bytes:
+        """Every waiting event as SSE bytes (b"" when none)."""
+        ...
 
 
 class EventStream:
     """Async iterator of SSE bytes for one subscriber.
 
     Args:
-        subscription: the reader's cursor over a job's history.
+        subscription: the reader's cursor (a job's history or the firehose).
         keepalive_interval: seconds of silence before ``: keep-alive`` (KEEPALIVE_INTERVAL).
         on_close: sync cleanup (unsubscribe, free the stream slot); run exactly once.
         end_after: when given, the stream ends only once this is set too (the uploader's
@@ -36,7 +51,7 @@ class EventStream:
 
     def __init__(
         self,
-        subscription: Subscription,
+        subscription: FrameSource,
         *,
         keepalive_interval: float,
         on_close: Callable[[], None],
@@ -46,7 +61,6 @@ class EventStream:
         self._keepalive_interval = keepalive_interval
         self._on_close: Callable[[], None] | None = on_close
         self._end_after = end_after
-        self.frames_sent = 0
 
     def __aiter__(self) -> EventStream:
         return self
@@ -59,11 +73,8 @@ class EventStream:
             raise StopAsyncIteration
         with trio.move_on_after(self._keepalive_interval):
             await self._subscription.wait_available()
-        batch = self._subscription.take_nowait()
-        if not batch:
-            return KEEPALIVE
-        self.frames_sent += len(batch)
-        return encode_all(batch)
+        frames = self._subscription.take_frames()
+        return frames or KEEPALIVE
 
     def close(self) -> None:
         """Run the cleanup once (idempotent, sync)."""

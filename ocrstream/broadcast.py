@@ -1,0 +1,174 @@
+"""The operators' firehose: one shared ring of every job's events, a cursor per reader.
+
+Publishing appends to a ring of EVENT_BUFFER events and rings a doorbell; it never
+waits for a reader, so its cost does not grow with slow readers (the model of tokio's
+broadcast channel). A reader that fell behind the ring learns how many events it
+missed (``stream_lagged``) and goes on from the oldest event still held.
+
+Ring ids start from the boot time in microseconds and grow by one per event, so they
+keep increasing across restarts and an old ``Last-Event-ID`` never lands on the wrong
+event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING
+
+import trio
+
+from .events import Envelope, StreamLagged
+from .sse import encode
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["BroadcastStatistics", "Broadcaster", "RingBatch", "RingSubscription"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RingBatch:
+    """What a reader gets at once: a lag report (if it fell behind), then events by id."""
+
+    lagged: StreamLagged | None
+    events: list[tuple[int, Envelope]]
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastStatistics:
+    """Counts for /metrics and tests."""
+
+    subscribers: int
+    held: int
+    first_id: int
+    next_id: int
+    lag_reports: int
+    missed_events: int
+
+
+class RingSubscription:
+    """One reader's cursor: ``cursor`` is the last ring id it was given."""
+
+    def __init__(self, broadcaster: Broadcaster, cursor: int) -> None:
+        self._broadcaster = broadcaster
+        self.cursor = cursor
+
+    @property
+    def exhausted(self) -> bool:
+        """Never: the firehose has no end."""
+        return False
+
+    def take_nowait(self) -> RingBatch:
+        """Everything after the cursor, with a lag report first if some is gone."""
+        return self._broadcaster._take(self)
+
+    def take_frames(self) -> bytes:
+        """The waiting events as SSE bytes: the lag report (no ``id:``), then each event
+        with its ring id as the frame id."""
+        batch = self.take_nowait()
+        parts = []
+        if batch.lagged is not None:
+            parts.append(encode(Envelope(event=batch.lagged, job_id=None, seq=None), with_id=False))
+        parts.extend(encode(envelope, frame_id=ring_id) for ring_id, envelope in batch.events)
+        return b"".join(parts)
+
+    async def wait_available(self) -> None:
+        """Return at once if events are waiting, else when the next one is published."""
+        if self.cursor + 1 < self._broadcaster.next_id:
+            return
+        await self._broadcaster._wait_published()
+
+
+class Broadcaster:
+    """The shared ring.
+
+    Args:
+        capacity: events held (EVENT_BUFFER).
+        first_id: the id of the first event (default: boot time in microseconds).
+    """
+
+    def __init__(self, capacity: int, *, first_id: int | None = None) -> None:
+        self.capacity = capacity
+        self.boot_id = first_id if first_id is not None else time.time_ns() // 1000
+        self._ring: deque[Envelope] = deque(maxlen=capacity)
+        self.next_id = self.boot_id
+        self._published = trio.Event()
+        self._subscribers = 0
+        self._lag_reports = 0
+        self._missed = 0
+
+    @property
+    def first_id(self) -> int:
+        """The id of the oldest event still held (``next_id`` when empty)."""
+        return self.next_id - len(self._ring)
+
+    def publish(self, envelope: Envelope) -> int:
+        """Append ``envelope``; returns its ring id. Never blocks."""
+        self._ring.append(envelope)
+        ring_id = self.next_id
+        self.next_id += 1
+        self._published.set()
+        self._published = trio.Event()
+        return ring_id
+
+    async def _wait_published(self) -> None:
+        await self._published.wait()
+
+    @contextmanager
+    def subscribe(self, *, last_event_id: int | None = None) -> Iterator[RingSubscription]:
+        """Follow the ring: from now on, or resuming after ``last_event_id``.
+
+        An id ahead of the ring (not issued yet) is treated as "from now on".
+        """
+        if last_event_id is None or last_event_id >= self.next_id:
+            cursor = self.next_id - 1
+        else:
+            cursor = last_event_id
+        self._subscribers += 1
+        try:
+            yield RingSubscription(self, cursor)
+        finally:
+            self._subscribers -= 1
+
+    def _take(self, subscription: RingSubscription) -> RingBatch:
+        wanted = subscription.cursor + 1
+        first = self.first_id
+        lagged = None
+        if wanted < first:
+            # Ids from before this boot are not ours to count: report only this
+            # run's events that are gone (at least one, since the reader lost some).
+            missed = max(1, first - max(wanted, self.boot_id))
+            lagged = StreamLagged(missed=missed, resume_seq=first)
+            self._lag_reports += 1
+            self._missed += missed
+            logger.warning(
+                "firehose reader lagged: %d events missed, resuming at %d", missed, first
+            )
+            wanted = first
+        start = wanted - first
+        events = list(
+            zip(range(wanted, self.next_id), islice(self._ring, start, None), strict=True)
+        )
+        if events:
+            subscription.cursor = events[-1][0]
+        elif lagged is not None:
+            subscription.cursor = first - 1
+        return RingBatch(lagged=lagged, events=events)
+
+    def statistics(self) -> BroadcastStatistics:
+        """Counts for /metrics and tests."""
+        return BroadcastStatistics(
+            subscribers=self._subscribers,
+            held=len(self._ring),
+            first_id=self.first_id,
+            next_id=self.next_id,
+            lag_reports=self._lag_reports,
+            missed_events=self._missed,
+        )
