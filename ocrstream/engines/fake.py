@@ -7,6 +7,7 @@ tests can drive every error path through real worker processes:
 * ``FAIL`` anywhere in the text: raises (the service reports ``ocr_failed``);
 * ``CRASH``: the worker process exits at once (``ocr_failed``, the pool recovers);
 * ``SLEEP:<seconds>``: sleeps first (timeouts, cancellation, fairness);
+* ``SPIN:<seconds>``: keeps a CPU busy first (to watch CPU being freed on cancel);
 * ``PID``: replaced by the worker's process id (to watch a worker being killed).
 """
 
@@ -29,6 +30,7 @@ NAME = "fake"
 TEXT_KEY = "ocrstream:text"
 
 _SLEEP = re.compile(r"SLEEP:(\d+(?:\.\d+)?)")
+_SPIN = re.compile(r"SPIN:(\d+(?:\.\d+)?)")
 
 
 class FakeEngineError(RuntimeError):
@@ -48,6 +50,10 @@ def recognize(image: Image.Image) -> PageText:
     text = str(image.info.get(TEXT_KEY, f"{image.width}x{image.height}"))
     if match := _SLEEP.search(text):
         time.sleep(float(match.group(1)))
+    if match := _SPIN.search(text):
+        deadline = time.monotonic() + float(match.group(1))
+        while time.monotonic() < deadline:
+            pass
     if "CRASH" in text:
         os._exit(3)
     text = text.replace("PID", str(os.getpid()))

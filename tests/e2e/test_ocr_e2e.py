@@ -89,10 +89,14 @@ async def test_disconnect_during_ocr_kills_the_worker(
     )
     pid = int(next(e for e in events if e["type"] == "image_ocr_success")["data"]["text"])
     body = multipart_body(
-        [Upload(scripted_png("SLEEP:30"), f"{i}.png") for i in range(5)], BOUNDARY
+        [Upload(scripted_png("SPIN:30"), f"{i}.png") for i in range(5)], BOUNDARY
     )
     stream = await raw_request(server.port, head(len(body)), body)
     await read_until(stream, b"image_ocr_start", timeout=20)
+    busy_from = _cpu_ticks(pid)
+    with trio.fail_after(10):
+        while _cpu_ticks(pid) < busy_from + 5:  # the worker is computing
+            await trio.sleep(0.02)
     await stream.aclose()
     await server.wait_idle()
     with trio.fail_after(5):
@@ -105,6 +109,12 @@ async def test_disconnect_during_ocr_kills_the_worker(
         client, server.url, multipart_body([Upload(scripted_png("after"), "c.png")], BOUNDARY)
     )
     assert next(e for e in events if e["type"] == "image_ocr_success")["data"]["text"] == "after"
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,229 @@
+"""Tesseract engine: the ``tesseract`` command-line program, run once per image.
+
+The image goes to the program as PNG on stdin and the words come back as TSV on stdout;
+words are grouped into lines by Tesseract's own block, paragraph and line numbers.
+``OMP_THREAD_LIMIT=1`` keeps each run on one thread, since the service already runs one
+worker process per CPU. Page segmentation mode 4 (one column of text of variable sizes)
+keeps an invoice row such as "Total due 352.50 EUR" on one line even when the label and
+the amount are far apart.
+
+Needs the Debian packages ``tesseract-ocr`` and ``tesseract-ocr-eng``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from PIL import Image
+
+from ocrstream.engines.base import EngineUnavailable, PageLine, PageText, join_lines
+
+__all__ = ["NAME", "TesseractError", "check_available", "load", "recognize"]
+
+NAME = "tesseract"
+
+_LANGUAGE = "eng"
+_PAGE_SEGMENTATION_MODE = 4
+_TIMEOUT_SECONDS = 300.0
+_LIST_LANGS_TIMEOUT_SECONDS = 30.0
+_TSV_COLUMNS = 12
+_WORD_LEVEL = "5"
+
+# Path of the checked binary, set by load(); None until then.
+_binary: str | None = None
+
+
+class TesseractError(RuntimeError):
+    """Tesseract failed on one image (non-zero exit, timeout or unreadable output)."""
+
+
+@dataclass(slots=True)
+class _Line:
+    words: list[str]
+    confidences: list[float]
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+def _environment() -> dict[str, str]:
+    return {**os.environ, "OMP_THREAD_LIMIT": "1"}
+
+
+def _find_binary() -> str:
+    """Check that the binary and the English data are there and return the binary's path.
+
+    Raises:
+        EngineUnavailable: The binary is not on PATH, does not run, or has no "eng" data.
+    """
+    binary = shutil.which("tesseract")
+    if binary is None:
+        raise EngineUnavailable(
+            "tesseract binary not found on PATH (install the tesseract-ocr package)"
+        )
+    try:
+        listed = subprocess.run(
+            [binary, "--list-langs"],
+            capture_output=True,
+            env=_environment(),
+            timeout=_LIST_LANGS_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineUnavailable(f"cannot run {binary} --list-langs: {exc}") from exc
+    # Tesseract 5 lists on stdout, 4 on stderr; the first line is a heading either way.
+    output = (listed.stdout + listed.stderr).decode("utf-8", errors="replace")
+    languages = {line.strip() for line in output.splitlines()}
+    if listed.returncode != 0 or _LANGUAGE not in languages:
+        raise EngineUnavailable(
+            f"tesseract at {binary} has no {_LANGUAGE!r} language data"
+            " (install the tesseract-ocr-eng package)"
+        )
+    return binary
+
+
+def check_available() -> None:
+    """Check that Tesseract can run here; always looks afresh.
+
+    Raises:
+        EngineUnavailable: The binary is missing or the English language data is.
+    """
+    _find_binary()
+
+
+def _loaded_binary() -> str:
+    global _binary
+    if _binary is None:
+        _binary = _find_binary()
+    return _binary
+
+
+def load() -> None:
+    """Check availability once per process and remember the binary's path.
+
+    Raises:
+        EngineUnavailable: The binary is missing or the English language data is.
+    """
+    _loaded_binary()
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    """Encode ``image`` as PNG, flattening any transparency onto white."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, "white")
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        image = flat
+    elif image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def _run(binary: str, png: bytes) -> str:
+    """Run Tesseract on ``png`` and return its TSV output.
+
+    Raises:
+        TesseractError: The program could not start, timed out or exited non-zero.
+    """
+    command = [
+        binary,
+        "stdin",
+        "stdout",
+        "--psm",
+        str(_PAGE_SEGMENTATION_MODE),
+        "-l",
+        _LANGUAGE,
+        "tsv",
+    ]
+    try:
+        done = subprocess.run(
+            command,
+            input=png,
+            capture_output=True,
+            env=_environment(),
+            timeout=_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise TesseractError(f"tesseract timed out after {exc.timeout:g} s") from exc
+    except OSError as exc:
+        raise TesseractError(f"cannot run {binary}: {exc}") from exc
+    if done.returncode != 0:
+        stderr = done.stderr.decode("utf-8", errors="replace").strip()
+        raise TesseractError(
+            f"tesseract exited with status {done.returncode}: {stderr or '(no stderr)'}"
+        )
+    return done.stdout.decode("utf-8", errors="replace")
+
+
+def _parse_tsv(tsv: str, width: int, height: int) -> list[PageLine]:
+    """Group TSV word rows into lines, in the order Tesseract numbered them.
+
+    Raises:
+        TesseractError: A word row has fields that are not numbers.
+    """
+    lines: dict[tuple[str, str, str, str], _Line] = {}
+    for row in tsv.splitlines()[1:]:
+        fields = row.split("\t", _TSV_COLUMNS - 1)
+        if len(fields) != _TSV_COLUMNS or fields[0] != _WORD_LEVEL:
+            continue
+        text = fields[11].strip()
+        if not text:
+            continue
+        try:
+            left, top, box_width, box_height = (int(value) for value in fields[6:10])
+            confidence = float(fields[10])
+        except ValueError as exc:
+            raise TesseractError(f"unreadable tesseract TSV row: {row!r}") from exc
+        x0 = min(max(left, 0), width)
+        y0 = min(max(top, 0), height)
+        x1 = min(max(left + box_width, x0), width)
+        y1 = min(max(top + box_height, y0), height)
+        key = (fields[1], fields[2], fields[3], fields[4])
+        line = lines.get(key)
+        if line is None:
+            lines[key] = _Line([text], [confidence], x0, y0, x1, y1)
+        else:
+            line.words.append(text)
+            line.confidences.append(confidence)
+            line.x0, line.y0 = min(line.x0, x0), min(line.y0, y0)
+            line.x1, line.y1 = max(line.x1, x1), max(line.y1, y1)
+    return [
+        PageLine(
+            text=" ".join(line.words),
+            confidence=min(1.0, max(0.0, sum(line.confidences) / len(line.confidences) / 100)),
+            bbox=(line.x0, line.y0, line.x1, line.y1),
+        )
+        for line in lines.values()
+    ]
+
+
+def recognize(image: Image.Image) -> PageText:
+    """Read the text on an upright image.
+
+    Args:
+        image: The decoded image, already turned upright per its EXIF orientation.
+
+    Returns:
+        The lines top to bottom, each with its words joined by single spaces, the mean
+        word confidence in 0..1 and the union of the word boxes in image pixels.
+
+    Raises:
+        EngineUnavailable: Tesseract is not available (when :func:`load` was not called).
+        TesseractError: Tesseract failed on this image.
+    """
+    binary = _loaded_binary()
+    width, height = image.size
+    if width == 0 or height == 0:
+        return PageText(text="", lines=())
+    lines = _parse_tsv(_run(binary, _png_bytes(image)), width, height)
+    if not lines:
+        return PageText(text="", lines=())
+    return join_lines(lines)

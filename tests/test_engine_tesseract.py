@@ -1,0 +1,197 @@
+"""The Tesseract engine against the real ``tesseract`` program and a few fake ones."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from typing import TYPE_CHECKING
+
+import pytest
+from PIL import Image, ImageOps
+
+from ocrstream.engines import tesseract
+from ocrstream.engines.base import EngineUnavailable, PageText, normalise_spaces
+from tests.invoices import invoice_set, render_invoice
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("tesseract") is None,
+    reason="tesseract binary not installed (apt-get install tesseract-ocr tesseract-ocr-eng)",
+)
+
+MIN_EXACT_LINES = 0.95
+
+
+def _upright(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        return ImageOps.exif_transpose(image)
+
+
+@pytest.fixture(scope="module")
+def invoice_pages() -> list[tuple[tuple[str, ...], Image.Image, PageText]]:
+    """Each invoice's drawn lines, its upright image and what Tesseract read on it."""
+    tesseract.load()
+    pages = []
+    for invoice in invoice_set(20):
+        image = _upright(invoice.data)
+        pages.append((invoice.lines, image, tesseract.recognize(image)))
+    return pages
+
+
+def _fake_tesseract(directory: Path, script: str) -> Path:
+    """Write an executable ``tesseract`` shell script into ``directory``."""
+    path = directory / "tesseract"
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_name() -> None:
+    assert tesseract.NAME == "tesseract"
+
+
+def test_available_here() -> None:
+    tesseract.check_available()
+    tesseract.load()
+    tesseract.load()
+
+
+def test_invoice_lines_read_exactly(
+    invoice_pages: list[tuple[tuple[str, ...], Image.Image, PageText]],
+) -> None:
+    drawn = exact = 0
+    missed = []
+    for lines, _image, page in invoice_pages:
+        read = {normalise_spaces(line.text) for line in page.lines}
+        for line in lines:
+            drawn += 1
+            if normalise_spaces(line) in read:
+                exact += 1
+            else:
+                missed.append((line, sorted(read)))
+    assert exact / drawn >= MIN_EXACT_LINES, f"{exact}/{drawn} lines exact; missed {missed}"
+
+
+def test_page_contract(
+    invoice_pages: list[tuple[tuple[str, ...], Image.Image, PageText]],
+) -> None:
+    for _lines, image, page in invoice_pages:
+        width, height = image.size
+        assert page.lines
+        assert page.text == "\n".join(line.text for line in page.lines)
+        for line in page.lines:
+            assert line.text
+            assert line.text == normalise_spaces(line.text)
+            assert 0.0 <= line.confidence <= 1.0
+            x0, y0, x1, y1 = line.bbox
+            assert all(isinstance(value, int) for value in line.bbox)
+            assert 0 <= x0 <= x1 <= width
+            assert 0 <= y0 <= y1 <= height
+
+
+def test_lines_top_to_bottom(
+    invoice_pages: list[tuple[tuple[str, ...], Image.Image, PageText]],
+) -> None:
+    for lines, _image, page in invoice_pages:
+        read = [normalise_spaces(line.text) for line in page.lines]
+        assert [line for line in read if line in lines] == [line for line in lines if line in read]
+
+
+@pytest.mark.parametrize("size", [(400, 200), (1, 1)])
+def test_blank_page_is_empty(size: tuple[int, int]) -> None:
+    assert tesseract.recognize(Image.new("RGB", size, "white")) == PageText(text="", lines=())
+
+
+def test_zero_size_image_is_empty() -> None:
+    assert tesseract.recognize(Image.new("RGB", (0, 0))) == PageText(text="", lines=())
+
+
+@pytest.mark.parametrize("mode", ["L", "1", "P", "RGBA", "LA", "CMYK", "I;16"])
+def test_image_modes(mode: str) -> None:
+    lines = ["Harbor Office Goods", "Total due 123.45 EUR"]
+    with Image.open(io.BytesIO(render_invoice(lines))) as source:
+        image = source.convert("L").convert(mode) if mode == "I;16" else source.convert(mode)
+    page = tesseract.recognize(image)
+    assert [normalise_spaces(line.text) for line in page.lines] == lines
+
+
+def test_transparent_background_reads_as_white() -> None:
+    lines = ["Blue River Logistics", "Invoice No 48213"]
+    with Image.open(io.BytesIO(render_invoice(lines))) as source:
+        image = source.convert("RGBA")
+    # Black text on a fully transparent page: the colour under the alpha is black too.
+    alpha = ImageOps.invert(image.convert("L"))
+    image = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    image.putalpha(alpha)
+    page = tesseract.recognize(image)
+    assert [normalise_spaces(line.text) for line in page.lines] == lines
+
+
+def test_unavailable_without_binary(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(EngineUnavailable, match="tesseract binary not found"):
+        tesseract.check_available()
+
+
+def test_unavailable_without_english(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _fake_tesseract(tmp_path, "echo 'List of available languages (1):'\necho osd")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(EngineUnavailable, match="'eng' language data"):
+        tesseract.check_available()
+
+
+def test_failure_carries_stderr(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = _fake_tesseract(tmp_path, "cat >/dev/null\necho 'Error in pixReadStream' >&2\nexit 1")
+    monkeypatch.setattr(tesseract, "_binary", str(fake))
+    with pytest.raises(tesseract.TesseractError, match="status 1: Error in pixReadStream"):
+        tesseract.recognize(Image.new("RGB", (50, 50), "white"))
+
+
+def test_hung_binary_times_out(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = _fake_tesseract(tmp_path, "exec sleep 30")
+    monkeypatch.setattr(tesseract, "_binary", str(fake))
+    monkeypatch.setattr(tesseract, "_TIMEOUT_SECONDS", 0.5)
+    with pytest.raises(tesseract.TesseractError, match=r"timed out after 0\.5 s"):
+        tesseract.recognize(Image.new("RGB", (50, 50), "white"))
+
+
+def test_runs_single_threaded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = _fake_tesseract(
+        tmp_path,
+        "cat >/dev/null\n"
+        "printf 'level\\tpage_num\\tblock_num\\tpar_num\\tline_num\\tword_num\\t"
+        "left\\ttop\\twidth\\theight\\tconf\\ttext\\n'\n"
+        'printf "5\\t1\\t1\\t1\\t1\\t1\\t2\\t3\\t10\\t8\\t90\\t$OMP_THREAD_LIMIT\\n"',
+    )
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "8")
+    monkeypatch.setattr(tesseract, "_binary", str(fake))
+    page = tesseract.recognize(Image.new("RGB", (50, 50), "white"))
+    assert page.text == "1"
+    assert page.lines[0].bbox == (2, 3, 12, 11)
+    assert page.lines[0].confidence == pytest.approx(0.9)
+
+
+def test_words_grouped_into_lines(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    rows = [
+        "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext",
+        "1\t1\t0\t0\t0\t0\t0\t0\t200\t100\t-1\t",
+        "4\t1\t1\t1\t1\t0\t10\t10\t150\t20\t-1\t",
+        "5\t1\t1\t1\t1\t1\t10\t12\t40\t18\t96.5\tTotal",
+        "5\t1\t1\t1\t1\t2\t60\t10\t30\t20\t93.5\tdue",
+        "5\t1\t1\t1\t1\t3\t100\t11\t60\t19\t120\t1.00",
+        "5\t1\t1\t1\t2\t1\t10\t50\t40\t20\t-1\t ",
+        "5\t1\t1\t1\t3\t1\t10\t70\t250\t40\t-5\tEUR",
+    ]
+    tsv = tmp_path / "out.tsv"
+    tsv.write_text("\n".join(rows) + "\n")
+    fake = _fake_tesseract(tmp_path, f"cat >/dev/null\ncat '{tsv}'")
+    monkeypatch.setattr(tesseract, "_binary", str(fake))
+    page = tesseract.recognize(Image.new("RGB", (200, 100), "white"))
+    assert page.text == "Total due 1.00\nEUR"
+    total, eur = page.lines
+    assert total.bbox == (10, 10, 160, 30)
+    assert total.confidence == pytest.approx(1.0)  # (96.5 + 93.5 + 120) / 3 / 100, clamped
+    assert eur.bbox == (10, 70, 200, 100)  # clamped to the image
+    assert eur.confidence == 0.0
