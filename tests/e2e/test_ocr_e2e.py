@@ -88,9 +88,7 @@ async def test_disconnect_during_ocr_kills_the_worker(
         client, server.url, multipart_body([Upload(scripted_png("PID"), "pid.png")], BOUNDARY)
     )
     pid = int(next(e for e in events if e["type"] == "image_ocr_success")["data"]["text"])
-    body = multipart_body(
-        [Upload(scripted_png("SPIN:30"), f"{i}.png") for i in range(5)], BOUNDARY
-    )
+    body = multipart_body([Upload(scripted_png("SPIN:30"), f"{i}.png") for i in range(5)], BOUNDARY)
     stream = await raw_request(server.port, head(len(body)), body)
     await read_until(stream, b"image_ocr_start", timeout=20)
     busy_from = _cpu_ticks(pid)
