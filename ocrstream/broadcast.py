@@ -72,12 +72,7 @@ class RingSubscription:
     def take_frames(self) -> bytes:
         """The waiting events as SSE bytes: the lag report (no ``id:``), then each event
         with its ring id as the frame id."""
-        batch = self.take_nowait()
-        parts = []
-        if batch.lagged is not None:
-            parts.append(encode(Envelope(event=batch.lagged, job_id=None, seq=None), with_id=False))
-        parts.extend(encode(envelope, frame_id=ring_id) for ring_id, envelope in batch.events)
-        return b"".join(parts)
+        return self._broadcaster._take_frames(self)
 
     async def wait_available(self) -> None:
         """Return at once if events are waiting, else when the next one is published."""
@@ -98,6 +93,8 @@ class Broadcaster:
         self.capacity = capacity
         self.boot_id = first_id if first_id is not None else time.time_ns() // 1000
         self._ring: deque[Envelope] = deque(maxlen=capacity)
+        # The SSE frame of each held event, encoded once with its ring id.
+        self._frames: deque[bytes] = deque(maxlen=capacity)
         self.next_id = self.boot_id
         self._published = trio.Event()
         self._subscribers = 0
@@ -113,6 +110,7 @@ class Broadcaster:
         """Append ``envelope``; returns its ring id. Never blocks."""
         self._ring.append(envelope)
         ring_id = self.next_id
+        self._frames.append(encode(envelope, frame_id=ring_id))
         self.next_id += 1
         self._published.set()
         self._published = trio.Event()
@@ -161,6 +159,17 @@ class Broadcaster:
         elif lagged is not None:
             subscription.cursor = first - 1
         return RingBatch(lagged=lagged, events=events)
+
+    def _take_frames(self, subscription: RingSubscription) -> bytes:
+        batch = self._take(subscription)
+        head = b""
+        if batch.lagged is not None:
+            lagged = Envelope(event=batch.lagged, job_id=None, seq=None)
+            head = encode(lagged, with_id=False)
+        if not batch.events:
+            return head
+        start = batch.events[0][0] - self.first_id
+        return head + b"".join(islice(self._frames, start, None))
 
     def statistics(self) -> BroadcastStatistics:
         """Counts for /metrics and tests."""

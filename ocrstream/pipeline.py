@@ -186,26 +186,40 @@ async def _drain(chunks: AsyncIterable[bytes], *, max_bytes: int, seconds: float
                 break
 
 
-async def _sequence(handle: JobHandle, receive: trio.abc.ReceiveChannel[Event]) -> None:
-    """Record events in order, holding per-file ones back until ``upload_started``."""
+async def _sequence(handle: JobHandle, receive: trio.MemoryReceiveChannel[Event]) -> None:
+    """Record events in order, holding per-file ones back until ``upload_started``.
+
+    Whatever is already waiting in the channel is recorded in one go, so readers wake
+    once for the whole batch and send it as one chunk.
+    """
     held: list[Event] = []
     started = False
     async with receive:
-        async for event in receive:
-            if started:
-                handle.publish(event)
-            elif isinstance(event, UploadStarted):
-                started = True
-                handle.publish(event)
-                for waiting in held:
-                    handle.publish(waiting)
-                held.clear()
-            elif isinstance(event, ProcessingErrorEvent):
-                # Failed before the body was complete: the one and only event (rule 1).
-                held.clear()
-                handle.publish(event)
-            else:
-                held.append(event)
+        async for first in receive:
+            for event in _with_waiting(first, receive):
+                if started:
+                    handle.publish(event)
+                elif isinstance(event, UploadStarted):
+                    started = True
+                    handle.publish(event)
+                    for waiting in held:
+                        handle.publish(waiting)
+                    held.clear()
+                elif isinstance(event, ProcessingErrorEvent):
+                    # Failed before the body was complete: the one and only event (rule 1).
+                    held.clear()
+                    handle.publish(event)
+                else:
+                    held.append(event)
+
+
+def _with_waiting(first: Event, receive: trio.MemoryReceiveChannel[Event]) -> list[Event]:
+    batch = [first]
+    while True:
+        try:
+            batch.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return batch
 
 
 def _error_event(error: OCRStreamError) -> ProcessingErrorEvent:

@@ -18,7 +18,7 @@ import trio
 
 from .events import Envelope, ErrorInfo, Event, ProcessingError
 from .jobs import JobRecord
-from .sse import encode_all
+from .sse import encode
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +42,8 @@ class JobHandle:
         self._registry = registry
         self._changed = trio.Event()
         self.subscriber_count = 0
+        #: ``frames[seq]`` is the SSE encoding of ``record.history[seq]``.
+        self.frames: list[bytes] = []
         #: Set when the job's task has ended (after its terminal event and any drain).
         self.done = trio.Event()
 
@@ -57,8 +59,7 @@ class JobHandle:
             JobClosedError: the job already ended.
         """
         envelope = self.record.record(event, now=trio.current_time())
-        self._registry._published(envelope)
-        self._ring()
+        self._recorded(envelope)
         return envelope
 
     def end_with_error(self, code: str, message: str) -> Envelope | None:
@@ -68,8 +69,7 @@ class JobHandle:
             now=trio.current_time(),
         )
         if envelope is not None:
-            self._registry._published(envelope)
-            self._ring()
+            self._recorded(envelope)
         return envelope
 
     def cancel(self, reason: str) -> None:
@@ -77,7 +77,10 @@ class JobHandle:
         self.cancel_reason = reason
         self.cancel_scope.cancel()
 
-    def _ring(self) -> None:
+    def _recorded(self, envelope: Envelope) -> None:
+        # Encoded once here, however many readers send it (its id is its seq).
+        self.frames.append(encode(envelope))
+        self._registry._published(envelope)
         self._changed.set()
         self._changed = trio.Event()
 
@@ -114,7 +117,10 @@ class Subscription:
 
     def take_frames(self) -> bytes:
         """The waiting events as SSE bytes, ``id:`` being each event's seq."""
-        return encode_all(self.take_nowait())
+        start = 0 if self.cursor is None else self.cursor + 1
+        frames = self.handle.frames[start:]
+        self.cursor = start + len(frames) - 1 if frames else self.cursor
+        return b"".join(frames)
 
 
 @dataclass(frozen=True, slots=True)

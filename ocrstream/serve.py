@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from typing import TYPE_CHECKING
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
+from hypercorn.config import Config, Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
 from .app import OCRStreamApp, ServiceState, create_app
 
@@ -28,6 +30,7 @@ __all__ = [
     "check_engine",
     "drain_jobs",
     "hypercorn_config",
+    "listening_sockets",
     "run_server",
 ]
 
@@ -55,6 +58,29 @@ def hypercorn_config(
     # bounds uploads itself (UPLOAD_TIMEOUT / UPLOAD_DEADLINE).
     config.read_timeout = None
     return config
+
+
+def listening_sockets(config: Config, *, stalled_reader_timeout: float) -> Sockets:
+    """Hypercorn's sockets, listening, with a bound on how long sent data may go unread.
+
+    Hypercorn's trio worker shields its socket writes and has no write timeout, so a
+    client that stops reading would hold its connection (and a MAX_STREAMS slot) for
+    ever. ``TCP_USER_TIMEOUT`` (Linux, RFC 5482) makes the kernel abort a connection
+    whose sent data stays unacknowledged, zero-window probes included, for that long;
+    accepted connections inherit it from the listening socket. The abort fails
+    Hypercorn's write, which ends the stream and frees its slot.
+
+    Args:
+        config: the Hypercorn configuration (binds, backlog).
+        stalled_reader_timeout: STALLED_READER_TIMEOUT in seconds.
+    """
+    sockets = config.create_sockets()
+    for sock in sockets.insecure_sockets:
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            milliseconds = max(1, int(stalled_reader_timeout * 1000))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
+        sock.listen(config.backlog)
+    return sockets
 
 
 def check_engine(settings: Settings) -> None:
@@ -117,8 +143,14 @@ async def run_server(
     async with trio.open_nursery() as nursery:
 
         async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            await hypercorn_serve(
-                app, config, shutdown_trigger=hypercorn_stop.wait, task_status=task_status
+            await worker_serve(
+                wrap_app(app, config.wsgi_max_body_size, None),
+                config,
+                sockets=listening_sockets(
+                    config, stalled_reader_timeout=settings.stalled_reader_timeout
+                ),
+                shutdown_trigger=hypercorn_stop.wait,
+                task_status=task_status,
             )
             nursery.cancel_scope.cancel()  # hypercorn is done: end the helper tasks
 

@@ -177,3 +177,29 @@ async def test_watcher_sees_the_uploaders_stream(
     ] == uploaded
     missing = await client.get(f"{server.url}/api/ocr/00000000-0000-4000-8000-000000000000/events")
     assert missing.status_code == 404
+
+
+async def test_a_reader_that_stops_reading_is_dropped(
+    start_server: StartServer, client: httpx.AsyncClient
+) -> None:
+    server = await start_server(stalled_reader_timeout=1, max_files=400, max_parts=401)
+    # A finished job with a long history (~1,200 events, a few hundred KB to replay).
+    tiny = make_image("PNG", (1, 1))
+    body = multipart_body([Upload(tiny, f"{i}.png") for i in range(400)], BOUNDARY)
+    _, events, _ = await post_events(client, server.url, body)
+    job = events[0]["job_id"]
+    # A watcher with a tiny receive window that never reads.
+    sock = trio.socket.socket()
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", server.port))
+    stalled = trio.SocketStream(sock)
+    await stalled.send_all(f"GET /api/ocr/{job}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await server.wait_streams(1)
+    started = trio.current_time()
+    # Another watcher is served in full meanwhile.
+    watched = (await client.get(f"{server.url}/api/ocr/{job}/events")).text
+    assert watched.count("event: ") == len(events)
+    # The server gives up on the stalled one after STALLED_READER_TIMEOUT (plus probes).
+    await server.wait_streams(0, timeout=30)
+    assert trio.current_time() - started < 30
+    await stalled.aclose()
