@@ -157,3 +157,12 @@ async def test_workers_retire_after_their_task_budget() -> None:
     assert pids[0] == pids[1]
     assert pids[2] == pids[3]
     assert pids[1] != pids[2]
+
+
+async def test_workers_retire_past_their_memory_bound() -> None:
+    # Any Python process is over 1 MiB: every worker retires after one image.
+    async with open_ocr_service(
+        engine="fake", workers=1, ocr_timeout=5, max_tasks_per_worker=1000, max_worker_rss=2**20
+    ) as ocr:
+        pids = [int((await ocr.recognize(scripted_png("PID"))).text) for _ in range(3)]
+    assert len(set(pids)) == 3

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
+from ocrstream.engines.base import normalise_spaces
 from tests.e2e.conftest import BOUNDARY, head, post_events, raw_request, read_until
 from tests.images import Upload, make_image, multipart_body
+from tests.invoices import invoice_set
 from tests.ordering import check_stream
 from tests.test_ocr import scripted_png
 
@@ -122,3 +124,17 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state not in {"Z", "X"}  # a killed worker not yet reaped is a zombie
+
+
+async def test_the_default_engine_reads_an_invoice(
+    start_server: StartServer, client: httpx.AsyncClient
+) -> None:
+    server = await start_server(ocr_engine="rapidocr", ocr_workers=1)
+    (invoice,) = invoice_set(1)
+    body = multipart_body([Upload(invoice.data, "invoice.png", "image/png")], BOUNDARY)
+    _, events, _ = await post_events(client, server.url, body)
+    check_stream(events, ocr=True)
+    success = next(e for e in events if e["type"] == "image_ocr_success")["data"]
+    recognised = {normalise_spaces(line["text"]) for line in success["lines"]}
+    assert sum(line in recognised for line in invoice.lines) >= len(invoice.lines) - 1
+    assert success["text"] == "\n".join(line["text"] for line in success["lines"])
