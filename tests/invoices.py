@@ -5,10 +5,16 @@ from __future__ import annotations
 import io
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["Invoice", "invoice_set", "render_invoice"]
+from ocrstream.engines.base import PageText, normalise_spaces
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+__all__ = ["Invoice", "exact_lines", "invoice_set", "render_invoice"]
 
 _COMPANIES = [
     "Acme Supplies Ltd",
@@ -98,3 +104,32 @@ def invoice_set(count: int = 20, *, seed: int = 7) -> list[Invoice]:
             )
         )
     return invoices
+
+
+def exact_lines(
+    pages: Iterable[tuple[Sequence[str], PageText]], *, ignore_spaces: bool = False
+) -> tuple[int, int, list[str]]:
+    """Score recognised pages against the lines drawn on them.
+
+    A drawn line counts when some recognised line equals it once runs of whitespace
+    are folded to one (spaces included, unless ``ignore_spaces``).
+
+    Returns:
+        (lines read exactly, lines drawn, the drawn lines that were missed).
+    """
+
+    def key(text: str) -> str:
+        text = normalise_spaces(text)
+        return text.replace(" ", "") if ignore_spaces else text
+
+    drawn = exact = 0
+    missed: list[str] = []
+    for lines, page in pages:
+        read = {key(line.text) for line in page.lines}
+        for line in lines:
+            drawn += 1
+            if key(line) in read:
+                exact += 1
+            else:
+                missed.append(line)
+    return exact, drawn, missed

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from ocrstream.engines import rapidocr
 from ocrstream.engines.base import EngineUnavailable, PageText, normalise_spaces
-from tests.invoices import invoice_set, render_invoice
+from tests.invoices import exact_lines, invoice_set, render_invoice
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,22 +44,9 @@ def invoice_pages() -> Pages:
 
 def _exact_lines(pages: Pages, *, ignore_spaces: bool = False) -> tuple[int, int, list[str]]:
     """(lines read exactly, lines drawn, lines missed) over ``pages``."""
-
-    def key(text: str) -> str:
-        text = normalise_spaces(text)
-        return text.replace(" ", "") if ignore_spaces else text
-
-    drawn = exact = 0
-    missed = []
-    for lines, _image, page in pages:
-        read = {key(line.text) for line in page.lines}
-        for line in lines:
-            drawn += 1
-            if key(line) in read:
-                exact += 1
-            else:
-                missed.append(line)
-    return exact, drawn, missed
+    return exact_lines(
+        ((lines, page) for lines, _image, page in pages), ignore_spaces=ignore_spaces
+    )
 
 
 def test_name() -> None:

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 
 from ocrstream.engines import tesseract
 from ocrstream.engines.base import EngineUnavailable, PageText, normalise_spaces
-from tests.invoices import invoice_set, render_invoice
+from tests.invoices import exact_lines, invoice_set, render_invoice
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -61,16 +61,7 @@ def test_available_here() -> None:
 def test_invoice_lines_read_exactly(
     invoice_pages: list[tuple[tuple[str, ...], Image.Image, PageText]],
 ) -> None:
-    drawn = exact = 0
-    missed = []
-    for lines, _image, page in invoice_pages:
-        read = {normalise_spaces(line.text) for line in page.lines}
-        for line in lines:
-            drawn += 1
-            if normalise_spaces(line) in read:
-                exact += 1
-            else:
-                missed.append((line, sorted(read)))
+    exact, drawn, missed = exact_lines((lines, page) for lines, _image, page in invoice_pages)
     assert exact / drawn >= MIN_EXACT_LINES, f"{exact}/{drawn} lines exact; missed {missed}"
 
 
