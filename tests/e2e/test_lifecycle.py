@@ -203,3 +203,49 @@ async def test_a_reader_that_stops_reading_is_dropped(
     await server.wait_streams(0, timeout=30)
     assert trio.current_time() - started < 30
     await stalled.aclose()
+
+
+async def test_a_stalled_watcher_does_not_slow_the_job(
+    start_server: StartServer, client: httpx.AsyncClient
+) -> None:
+    server = await start_server(stalled_reader_timeout=30, max_files=400, max_parts=401)
+    tiny = make_image("PNG", (1, 1))
+    body = multipart_body([Upload(tiny, f"{i}.png") for i in range(400)], BOUNDARY)
+    upload = await raw_request(server.port, head(len(body)), body[:200])
+    response_head = await read_until(upload, b"\r\n\r\n")
+    (handle,) = server.app.state.registry._jobs.values()
+    # A watcher with a tiny receive window joins the running job and never reads.
+    sock = trio.socket.socket()
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", server.port))
+    stalled = trio.SocketStream(sock)
+    await stalled.send_all(
+        f"GET /api/ocr/{handle.job_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    )
+    await server.wait_streams(2)
+    await upload.send_all(body[200:])
+    # The uploader reads its whole stream while the watcher's socket is full.
+    events = sse_events(response_head + await read_response(upload, timeout=30))
+    assert events[-1]["type"] == "processing_complete"
+    assert events[-1]["data"]["file_count"] == 400
+    assert handle.record.finished
+    assert server.app.state.open_streams == 1, "only the stalled watcher is left"
+    await stalled.aclose()
+    await server.wait_idle()
+
+
+async def test_finished_jobs_expire_after_result_ttl(
+    start_server: StartServer, client: httpx.AsyncClient
+) -> None:
+    server = await start_server(result_ttl=0.5)
+    body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
+    _, events, _ = await post_events(client, server.url, body)
+    location = f"{server.url}/api/ocr/{events[0]['job_id']}"
+    assert (await client.get(location)).status_code == 200
+    with trio.fail_after(10):
+        while (await client.get(location)).status_code == 200:
+            await trio.sleep(0.1)
+    expired = await client.get(location)
+    assert expired.status_code == 404
+    assert expired.headers["content-type"] == "application/problem+json"
+    assert (await client.get(f"{location}/events")).status_code == 404
