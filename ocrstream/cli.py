@@ -1,14 +1,23 @@
-"""The ``ocrstream`` command: ``serve`` (and, later, ``submit`` and ``watch``)."""
+"""The ``ocrstream`` command: ``serve``, ``submit FILES…`` and ``watch JOB_ID``.
+
+Exit codes of ``submit`` and ``watch`` (see :mod:`ocrstream.progress`): 0 every file
+valid (and recognised); 1 the job finished but some file was invalid or failed OCR;
+2 bad arguments or configuration; 3 the job ended with ``processing_error``; 4 the
+server refused the request; 5 the server could not be reached or the stream broke off.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from functools import partial
 from typing import TYPE_CHECKING
 
+import httpx
 import trio
+from rich.text import Text
 
 from .config import load_settings
 from .errors import ConfigError
@@ -18,6 +27,62 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
+_DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+async def _client_command(arguments: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    from .client import OCRStreamClient, ProblemError
+    from .progress import EXIT_CONNECTION, EXIT_REFUSED, JobView
+
+    console = Console(stderr=arguments.json, soft_wrap=True)
+    token = arguments.token or os.environ.get("OCRSTREAM_API_TOKEN")
+    view = JobView()
+    async with OCRStreamClient(arguments.url, token=token) as client:
+        if arguments.command == "submit":
+            events = client.submit(arguments.files, ocr=not arguments.no_ocr)
+        else:
+            events = client.watch(arguments.job_id)
+        try:
+            if arguments.json:
+                async for envelope in events:
+                    view.apply(envelope)
+                    print(envelope.to_json(), flush=True)
+            elif not console.is_terminal:
+                # Not a terminal (a pipe, a log): plain lines, no live redrawing.
+                async for envelope in events:
+                    text = view.apply(envelope)
+                    line = view.describe(envelope)
+                    if line:
+                        console.print(Text(line))
+                    if text is not None:
+                        console.print(Text(text))
+                console.print(Text(view.summary()))
+            else:
+                with Live(view.render(), console=console, auto_refresh=False) as live:
+                    async for envelope in events:
+                        text = view.apply(envelope)
+                        if text is not None:
+                            name = view.rows[envelope.event.file_index].name  # type: ignore[union-attr]
+                            live.console.print(Text(f"── {name} ──\n{text}"))
+                        live.update(view.render(), refresh=True)
+                console.print(Text(view.summary()))
+        except BrokenPipeError:
+            # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
+            sys.stderr.close()
+            return view.exit_code()
+        except ProblemError as error:
+            console.print(Text(f"ocrstream: refused: {error}"))
+            return EXIT_REFUSED
+        except httpx.HTTPError as error:
+            console.print(Text(f"ocrstream: {arguments.url}: {type(error).__name__}: {error}"))
+            return EXIT_CONNECTION
+        finally:
+            await events.aclose()
+    return view.exit_code()
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocrstream", description="Streaming OCR over SSE")
@@ -25,12 +90,28 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="listen address (default OCRSTREAM_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default OCRSTREAM_PORT or 8000)")
+    submit = commands.add_parser("submit", help="upload images and show their progress")
+    submit.add_argument("files", nargs="+", help="image files to upload")
+    submit.add_argument("--no-ocr", action="store_true", help="validate only (?ocr=false)")
+    watch = commands.add_parser("watch", help="follow an existing job")
+    watch.add_argument("job_id", help="the job's id (from the Location header or any event)")
+    for command in (submit, watch):
+        command.add_argument("--url", default=_DEFAULT_URL, help=f"server (default {_DEFAULT_URL})")
+        command.add_argument("--token", help="bearer token (default: OCRSTREAM_API_TOKEN)")
+        command.add_argument("--json", action="store_true", help="one JSON event per line")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     arguments = _parser().parse_args(argv)
+    if arguments.command == "submit":
+        missing = [name for name in arguments.files if not os.path.isfile(name)]
+        if missing:
+            print(f"ocrstream: no such file: {', '.join(missing)}", file=sys.stderr)
+            return 2
+    if arguments.command in {"submit", "watch"}:
+        return trio.run(_client_command, arguments)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
