@@ -37,6 +37,7 @@ from .ocr import OCRService, run_ocr_service
 from .pipeline import JobOptions, run_job
 from .registry import JobHandle, JobRegistry
 from .stream import EventStream, FrameSource
+from .web import web
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -223,7 +224,9 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         A Quart-Trio app, ready for Hypercorn or Quart's test client.
     """
     settings = settings if settings is not None else load_settings()
-    app = OCRStreamApp(__name__)
+    # static_folder=None: the page's files are served by the `web` blueprint only.
+    app = OCRStreamApp(__name__, static_folder=None)
+    app.register_blueprint(web)
     # Quart's own limits are set from Settings, never inherited (16 MB / 60 s defaults).
     app.config.update(
         MAX_CONTENT_LENGTH=settings.request_size_limit,

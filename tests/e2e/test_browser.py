@@ -1,0 +1,296 @@
+"""The web page at ``GET /`` in a real browser (Debian's chromium, driven by Playwright).
+
+The server runs as a subprocess (fake OCR engine, one worker) on a free loopback port;
+Playwright's sync API drives a headless chromium against it. Skipped when chromium or
+the ``playwright`` package is missing (CI installs both: ``apt-get install chromium``,
+``pip install playwright``; ``playwright install`` is never needed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.test_ocr import scripted_png
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+try:
+    from playwright.sync_api import (
+        Browser,
+        ConsoleMessage,
+        Dialog,
+        FilePayload,
+        Page,
+        Route,
+        expect,
+        sync_playwright,
+    )
+except ImportError:
+    pytest.skip(
+        "the playwright package is missing (pip install playwright)", allow_module_level=True
+    )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = pytest.mark.e2e
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+INVOICE = "Invoice 42\nTotal 9.99"
+RECEIPT = "Receipt 7\nPaid 12.50"
+HOSTILE = "<img src=x onerror=alert(1)>.png"
+NOT_AN_IMAGE = "the bytes are not an image in any format known here"
+TIMEOUT_MS = 15_000
+
+# Registers the page itself if create_app does not (yet), so the test needs no wiring.
+LAUNCHER = """
+from functools import partial
+import trio
+from ocrstream import create_app
+from ocrstream.config import load_settings
+from ocrstream.serve import run_server
+from ocrstream.web import web
+settings = load_settings()
+app = create_app(settings)
+if "web" not in app.blueprints:
+    app.register_blueprint(web)
+trio.run(partial(run_server, settings, app=app))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server subprocess on a free port (fake engine); SIGTERM when the module ends."""
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OCRSTREAM_")}
+    env.update(
+        OCRSTREAM_HOST="127.0.0.1",
+        OCRSTREAM_PORT=str(port),
+        OCRSTREAM_OCR_ENGINE="fake",
+        OCRSTREAM_OCR_WORKERS="1",
+        OCRSTREAM_SHUTDOWN_GRACE="1",
+    )
+    log_path = tmp_path_factory.mktemp("browser") / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"the server exited early:\n{log_path.read_text()}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"the server never listened:\n{log_path.read_text()}")
+                    time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class PageProblems:
+    """What must never happen on the page: dialogs, uncaught errors, console errors."""
+
+    def __init__(self, page: Page) -> None:
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        page.on("dialog", self._dialog)
+        page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
+        page.on("console", self._console)
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
+
+
+@pytest.fixture
+def page(browser: Browser, base_url: str) -> Iterator[Page]:
+    context = browser.new_context(base_url=base_url, accept_downloads=True)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def _png(name: str, text: str) -> FilePayload:
+    return {"name": name, "mimeType": "image/png", "buffer": scripted_png(text)}
+
+
+def _upload(page: Page, files: list[FilePayload]) -> None:
+    page.goto("/")
+    page.get_by_label("Images to read").set_input_files(files)
+    page.get_by_role("button", name="Upload").click()
+
+
+def test_page_shows_each_file_live_and_renders_names_as_text(page: Page) -> None:
+    problems = PageProblems(page)
+    _upload(
+        page,
+        [
+            _png("invoice.png", INVOICE),
+            {"name": HOSTILE, "mimeType": "image/png", "buffer": b"not an image"},
+            _png("receipt.png", RECEIPT),
+        ],
+    )
+    status = page.locator("#status")
+    expect(status).to_have_attribute("data-state", "complete")
+    expect(status).to_contain_text("Complete")
+    expect(page.get_by_role("status")).to_have_attribute("aria-live", "polite")
+    expect(page.locator("#progress")).to_have_attribute("value", "100")
+    expect(page.locator("#upload-progress")).to_have_attribute("value", "100")
+    expect(page.locator("#rows > li")).to_have_count(3)
+
+    for index, text in ((0, INVOICE), (2, RECEIPT)):
+        row = page.locator(f'[data-file-index="{index}"]')
+        expect(row).to_have_attribute("data-state", "done")
+        assert row.locator(".file-text").text_content() == text
+        expect(row.locator(".file-error")).to_be_hidden()
+
+    bad = page.locator('[data-file-index="1"]')
+    expect(bad).to_have_attribute("data-state", "invalid")
+    assert bad.locator(".file-error").text_content() == NOT_AN_IMAGE
+    expect(bad.locator(".file-text")).to_be_hidden()
+
+    # The hostile name is text: no element was made of it, no script ran.
+    assert bad.locator(".file-name").text_content() == HOSTILE
+    assert bad.locator(".file-name *").count() == 0
+    assert page.locator("img[src='x'], [onerror]").count() == 0
+    assert problems.dialogs == []
+
+    # Per-file actions: the .txt and .json downloads, and copying the text.
+    first = page.locator('[data-file-index="0"]')
+    with page.expect_download() as txt:
+        first.get_by_role("button", name="Download the text of invoice.png").click()
+    assert txt.value.suggested_filename == "invoice.txt"
+    assert Path(txt.value.path()).read_text(encoding="utf-8") == INVOICE
+    with page.expect_download() as json_download:
+        bad.locator(".download-json").click()
+    saved = json.loads(Path(json_download.value.path()).read_text(encoding="utf-8"))
+    assert saved["file_name"] == HOSTILE
+    assert saved["error"]["code"] == "not_an_image"
+    assert [event["type"] for event in saved["events"]] == [
+        "image_received",
+        "image_validation_start",
+        "image_validation_error",
+    ]
+    first.locator(".copy").click()
+    expect(page.locator("#notice")).to_have_text("Copied the text of invoice.png.")
+    assert page.evaluate("navigator.clipboard.readText()") == INVOICE
+    expect(status).to_contain_text("Complete")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "browser-upload.png", full_page=True)
+    assert problems.errors == []
+
+
+def test_page_resumes_with_eventsource_when_the_stream_drops(page: Page) -> None:
+    """The upload's stream ends after three events: the page resumes from seq 2."""
+    problems = PageProblems(page)
+    watched: list[str] = []
+    page.on("request", lambda request: watched.append(request.url))
+
+    def cut_short(route: Route) -> None:
+        response = route.fetch()  # the real upload, read to its end
+        frames = response.text().split("\n\n")
+        route.fulfill(response=response, body=": keep-alive\n\n" + "\n\n".join(frames[:3]) + "\n\n")
+
+    page.route("**/api/ocr", cut_short)
+    _upload(page, [_png("a.png", INVOICE), _png("b.png", RECEIPT)])
+    expect(page.locator("#status")).to_have_attribute("data-state", "complete")
+    for index, text in ((0, INVOICE), (1, RECEIPT)):
+        row = page.locator(f'[data-file-index="{index}"]')
+        expect(row).to_have_attribute("data-state", "done")
+        assert row.locator(".file-text").text_content() == text
+    resumes = [url for url in watched if "/events" in url]
+    assert len(resumes) == 1
+    assert resumes[0].endswith("/events?last_event_id=2")
+    assert page.locator("#failure").is_hidden()
+    assert problems.errors == []
+
+
+def test_page_shows_a_refused_request_plainly(page: Page) -> None:
+    problems = PageProblems(page)
+    detail = "20 streams are open (MAX_STREAMS); retry shortly"
+    problem = {"type": "about:blank", "title": "Service Unavailable", "status": 503}
+    page.route(
+        "**/api/ocr",
+        lambda route: route.fulfill(
+            status=503,
+            content_type="application/problem+json",
+            headers={"Retry-After": "1"},
+            body=json.dumps({**problem, "detail": detail, "code": "service_busy"}),
+        ),
+    )
+    _upload(page, [_png("a.png", INVOICE)])
+    expect(page.locator("#status")).to_have_attribute("data-state", "failed")
+    expect(page.get_by_role("alert")).to_contain_text(detail)
+    expect(page.locator('[data-file-index="0"]')).to_have_attribute("data-state", "error")
+    expect(page.get_by_role("button", name="Upload")).to_be_enabled()
+    # The refusal is reported, not thrown; chromium logs the 503 itself.
+    assert [error for error in problems.errors if "503" not in error] == []
+
+
+def test_page_can_skip_ocr(page: Page) -> None:
+    page.goto("/")
+    page.get_by_label("Recognise text (OCR)").uncheck()
+    page.get_by_label("Images to read").set_input_files([_png("a.png", INVOICE)])
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#status")).to_have_attribute("data-state", "complete")
+    row = page.locator('[data-file-index="0"]')
+    expect(row).to_have_attribute("data-state", "valid")
+    expect(row.locator(".file-text")).to_be_hidden()
+    expect(row.locator(".file-detail")).to_have_text("PNG, 60 \u00d7 20 px, 157 B")
+    expect(page.locator("#progress")).to_have_attribute("value", "100")
