@@ -19,6 +19,7 @@ import trio
 from python_multipart.multipart import parse_options_header
 from quart import Response, request
 from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
 
 from .broadcast import Broadcaster
 from .config import Settings, load_settings
@@ -34,6 +35,7 @@ from .errors import (
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .ocr import OCRService, run_ocr_service
+from .openapi import openapi_routes
 from .pipeline import JobOptions, run_job
 from .registry import JobHandle, JobRegistry
 from .stream import EventStream, FrameSource
@@ -107,16 +109,21 @@ class OCRStreamApp(QuartTrio):
     state: ServiceState
 
 
-def _problem(error: RequestRefused) -> Response:
-    status = error.status_hint
-    body = {
+def _problem_response(status: int, detail: str, code: str | None) -> Response:
+    """An RFC 9457 problem document (``type`` about:blank, ``title`` the status phrase)."""
+    body: dict[str, object] = {
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
         "status": status,
-        "detail": error.message,
-        "code": error.code,
+        "detail": detail,
     }
-    response = Response(_json_bytes(body), status=status, content_type="application/problem+json")
+    if code is not None:
+        body["code"] = code
+    return Response(_json_bytes(body), status=status, content_type="application/problem+json")
+
+
+def _problem(error: RequestRefused) -> Response:
+    response = _problem_response(error.status_hint, error.message, error.code)
     if isinstance(error, ServiceBusy):
         response.headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, Unauthorized):
@@ -227,6 +234,7 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
     # static_folder=None: the page's files are served by the `web` blueprint only.
     app = OCRStreamApp(__name__, static_folder=None)
     app.register_blueprint(web)
+    app.register_blueprint(openapi_routes)
     # Quart's own limits are set from Settings, never inherited (16 MB / 60 s defaults).
     app.config.update(
         MAX_CONTENT_LENGTH=settings.request_size_limit,
@@ -270,6 +278,17 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
     @app.errorhandler(RequestRefused)
     async def refused(error: RequestRefused) -> Response:
         return _problem(error)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        # Unknown paths and wrong methods answer in the same problem format as the API.
+        status = error.code or 500
+        detail = error.description or HTTPStatus(status).description
+        response = _problem_response(status, detail, NotFound.code if status == 404 else None)
+        for name, value in error.get_headers():
+            if name.lower() == "allow":
+                response.headers["Allow"] = value
+        return response
 
     @app.before_request
     async def authorise() -> None:
@@ -332,7 +351,9 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         after = _last_event_id()
         record = handle.record
         if record.finished and after is not None and after >= record.next_seq - 1:
-            return Response(b"", status=204)
+            finished = Response(b"", status=204)
+            finished.headers.pop("Content-Type", None)  # a 204 has no body, so no type
+            return finished
         return _sse_response(state, partial(state.registry.subscribe, handle, after=after))
 
     @app.get("/api/ocr/<job_id>")

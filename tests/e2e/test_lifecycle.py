@@ -229,7 +229,7 @@ async def test_a_stalled_watcher_does_not_slow_the_job(
     assert events[-1]["type"] == "processing_complete"
     assert events[-1]["data"]["file_count"] == 400
     assert handle.record.finished
-    assert server.app.state.open_streams == 1, "only the stalled watcher is left"
+    await server.wait_streams(1)  # only the stalled watcher is left
     await stalled.aclose()
     await server.wait_idle()
 
