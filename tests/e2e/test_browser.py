@@ -9,16 +9,12 @@ the ``playwright`` package is missing (CI installs both: ``apt-get install chrom
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.e2e.served import serve_in_subprocess
 from tests.test_ocr import scripted_png
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -61,66 +57,19 @@ HOSTILE = "<img src=x onerror=alert(1)>.png"
 NOT_AN_IMAGE = "the bytes are not an image in any format known here"
 TIMEOUT_MS = 15_000
 
+
 # Registers the page itself if create_app does not (yet), so the test needs no wiring.
-LAUNCHER = """
-from functools import partial
-import trio
-from ocrstream import create_app
-from ocrstream.config import load_settings
-from ocrstream.serve import run_server
-from ocrstream.web import web
-settings = load_settings()
-app = create_app(settings)
-if "web" not in app.blueprints:
-    app.register_blueprint(web)
-trio.run(partial(run_server, settings, app=app))
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server subprocess on a free port (fake engine); SIGTERM when the module ends."""
-    port = _free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OCRSTREAM_")}
-    env.update(
-        OCRSTREAM_HOST="127.0.0.1",
-        OCRSTREAM_PORT=str(port),
-        OCRSTREAM_OCR_ENGINE="fake",
-        OCRSTREAM_OCR_WORKERS="1",
-        OCRSTREAM_SHUTDOWN_GRACE="1",
-    )
-    log_path = tmp_path_factory.mktemp("browser") / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"the server exited early:\n{log_path.read_text()}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"the server never listened:\n{log_path.read_text()}")
-                    time.sleep(0.05)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    settings = {
+        "OCRSTREAM_OCR_ENGINE": "fake",
+        "OCRSTREAM_OCR_WORKERS": "1",
+        "OCRSTREAM_SHUTDOWN_GRACE": "1",
+    }
+    log = tmp_path_factory.mktemp("browser") / "server.log"
+    with serve_in_subprocess(settings, log=log) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from contextlib import aclosing
@@ -16,6 +15,7 @@ import trio
 
 from ocrstream.client import JobFailed, OCRStreamClient, ProblemError, Upload
 from ocrstream.sse import SSEDecoder
+from tests.e2e.served import serve_in_subprocess
 from tests.ordering import check_stream
 from tests.test_ocr import scripted_png
 
@@ -95,33 +95,9 @@ def test_the_client_works_under_asyncio(tmp_path: Path) -> None:
             result = await client.recognize(FILES[:1])
         return result.files[0].text
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ocrstream", "serve", "--port", "0"],
-        env={**_env(), "OCRSTREAM_OCR_ENGINE": "fake", "OCRSTREAM_OCR_WORKERS": "1"},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = _wait_url(process)
+    settings = {"OCRSTREAM_OCR_ENGINE": "fake", "OCRSTREAM_OCR_WORKERS": "1"}
+    with serve_in_subprocess(settings, log=tmp_path / "serve.log") as url:
         assert asyncio.run(scenario(url)) == "Invoice 42\nTotal 9.99"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        assert process.stderr is not None
-        process.stderr.close()
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ)
-
-
-def _wait_url(process: subprocess.Popen[str]) -> str:
-    assert process.stderr is not None
-    for _ in range(200):
-        line = process.stderr.readline()
-        if "Running on http://" in line:
-            return line.split("Running on ", 1)[1].split()[0]
-    raise AssertionError("the server did not start")
 
 
 def _run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:

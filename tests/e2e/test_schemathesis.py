@@ -18,11 +18,6 @@ directly, one test per operation of the generated document.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -41,12 +36,12 @@ from schemathesis.specs.openapi.checks import (
 from ocrstream.config import load_settings
 from ocrstream.openapi import build_openapi
 from ocrstream.sse import SSEDecoder
+from tests.e2e.served import serve_in_subprocess
 from tests.images import Upload, make_image, multipart_body
 from tests.ordering import TERMINAL, check_stream
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from schemathesis import CheckContext
     from schemathesis.schemas import BaseSchema
@@ -91,48 +86,13 @@ MAX_EXAMPLES = 25
 STARTUP_TIMEOUT = 30.0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"ocrstream serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"ocrstream serve did not listen within {STARTUP_TIMEOUT} s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m ocrstream serve`` on a free loopback port, no OCR engine, no tokens."""
-    port = _free_port()
+    settings = {"OCRSTREAM_OCR_ENGINE": "none", "OCRSTREAM_SHUTDOWN_GRACE": "1"}
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("OCRSTREAM_")}
-    env |= {"OCRSTREAM_OCR_ENGINE": "none", "OCRSTREAM_SHUTDOWN_GRACE": "1"}
-    command = [sys.executable, "-m", "ocrstream", "serve", "--host", "127.0.0.1"]
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)], env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    try:
-        _wait_for_port(port, process, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serve_in_subprocess(settings, log=log) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
