@@ -80,7 +80,6 @@ class ServiceState:
     ocr_scope: trio.CancelScope | None = None
     open_streams: int = 0
     shutting_down: bool = False
-    jobs_started: int = 0
     job_tasks_running: int = 0
 
     def take_stream_slot(self) -> None:
@@ -331,7 +330,6 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
             state, partial(state.registry.subscribe, handle), end_after=handle.done
         )
         response.headers["Location"] = f"/api/ocr/{handle.job_id}"
-        state.jobs_started += 1
         # The request's nursery owns the job: a disconnect cancels it (see connection.py).
         req.nursery.start_soon(
             _run_job_counted,

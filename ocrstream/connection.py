@@ -105,7 +105,9 @@ class RequestConnection(TrioASGIHTTPConnection):
             async with trio.open_nursery() as nursery:
                 request.nursery = nursery
                 nursery.start_soon(self.handle_messages, nursery, request, receive)
-                nursery.start_soon(self.handle_request, nursery, request, send_tracked)
+                # The response runs in this task rather than a second child: one task
+                # less per open stream (thousands of idle watchers add up).
+                await self.handle_request(nursery, request, send_tracked)
         finally:
             request.run_close_callbacks()
 
