@@ -11,6 +11,7 @@ waiting for a slot never start.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections import OrderedDict, deque
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -25,10 +26,12 @@ from .engines.worker import init, recognize_bytes, retire
 from .errors import OCRError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Hashable
+    from collections.abc import AsyncIterator, Hashable, Iterator
 
     from .config import Settings
     from .engines.base import PageText
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["FairScheduler", "OCRService", "OCRStatistics", "open_ocr_service", "run_ocr_service"]
 
@@ -193,6 +196,16 @@ async def open_ocr_service(
         yield OCRService(context, engine=engine, workers=workers, timeout=ocr_timeout)
 
 
+@contextlib.contextmanager
+def _logged_pool_errors() -> Iterator[None]:
+    # A worker that did not stop cleanly at shutdown is worth a line in the log, not a
+    # crash of the app's lifespan.
+    try:
+        yield
+    except* trio_parallel.BrokenWorkerError as group:
+        logger.warning("OCR workers did not stop cleanly: %s", group.exceptions[0])
+
+
 async def run_ocr_service(
     settings: Settings,
     *,
@@ -203,7 +216,7 @@ async def run_ocr_service(
     Workers are started (and their model loaded) in the background right away, so
     the first request does not pay for it.
     """
-    with trio.CancelScope() as scope:
+    with trio.CancelScope() as scope, _logged_pool_errors():
         async with (
             open_ocr_service(
                 engine=settings.ocr_engine,

@@ -35,3 +35,53 @@ def test_tesseract_without_its_binary_stops_start_up(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "OCRSTREAM_OCR_ENGINE=tesseract" in lines[0]
     assert "tesseract" in lines[0]
+
+
+def test_sigterm_to_the_process_group_shuts_down_cleanly(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    from tests.test_ocr import scripted_png
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "OCRSTREAM_OCR_ENGINE": "fake", "OCRSTREAM_OCR_WORKERS": "2"}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ocrstream", "serve", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, like a terminal's job
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.post(
+                    f"http://127.0.0.1:{port}/api/ocr",
+                    files={"files": ("a.png", scripted_png("hello"), "image/png")},
+                    timeout=30,
+                )
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        assert "image_ocr_success" in response.text  # the OCR workers are running
+        # Ctrl-C or `kill -TERM -PGID` reaches the workers too; they must leave the
+        # shutdown to the server.
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    text = log.read_text()
+    assert "received SIGTERM" in text
+    assert "Traceback" not in text
+    assert "ERROR" not in text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import io
 import os
+import signal
 from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps
@@ -49,8 +50,15 @@ def engine_module(name: str) -> ModuleType:
 
 
 def init(name: str, max_tasks: int, max_rss: int) -> bool:
-    """Worker start-up: single-threaded environment, then load the engine once."""
+    """Worker start-up: single-threaded environment, then load the engine once.
+
+    Workers ignore SIGINT and SIGTERM: a Ctrl-C or a signal to the whole process group
+    must not kill them under the server, which ends them itself (gracefully at
+    shutdown, with SIGKILL when their job is cancelled).
+    """
     global _max_tasks, _max_rss
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.update(_SINGLE_THREAD)
     _max_tasks, _max_rss = max_tasks, max_rss
     engine_module(name).load()
