@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 _OCR_OFF = frozenset({"false", "0", "no", "off"})
 
 _SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
+    "Content-Type": "text/event-stream",  # SSE is always UTF-8 (WHATWG HTML 9.2)
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
