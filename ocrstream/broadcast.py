@@ -135,7 +135,8 @@ class Broadcaster:
         finally:
             self._subscribers -= 1
 
-    def _take(self, subscription: RingSubscription) -> RingBatch:
+    def _advance(self, subscription: RingSubscription) -> tuple[StreamLagged | None, int]:
+        """Move the reader to the newest event: (its lag report, ring offset of its next)."""
         wanted = subscription.cursor + 1
         first = self.first_id
         lagged = None
@@ -150,25 +151,22 @@ class Broadcaster:
                 "firehose reader lagged: %d events missed, resuming at %d", missed, first
             )
             wanted = first
-        start = wanted - first
-        events = list(
-            zip(range(wanted, self.next_id), islice(self._ring, start, None), strict=True)
-        )
-        if events:
-            subscription.cursor = events[-1][0]
-        elif lagged is not None:
-            subscription.cursor = first - 1
+        subscription.cursor = self.next_id - 1  # everything held is now delivered
+        return lagged, wanted - first
+
+    def _take(self, subscription: RingSubscription) -> RingBatch:
+        first_wanted = max(subscription.cursor + 1, self.first_id)
+        lagged, start = self._advance(subscription)
+        held = islice(self._ring, start, None)
+        events = list(zip(range(first_wanted, self.next_id), held, strict=True))
         return RingBatch(lagged=lagged, events=events)
 
     def _take_frames(self, subscription: RingSubscription) -> bytes:
-        batch = self._take(subscription)
+        # The hot path of the fan-out: only slices the pre-encoded frames.
+        lagged, start = self._advance(subscription)
         head = b""
-        if batch.lagged is not None:
-            lagged = Envelope(event=batch.lagged, job_id=None, seq=None)
-            head = encode(lagged, with_id=False)
-        if not batch.events:
-            return head
-        start = batch.events[0][0] - self.first_id
+        if lagged is not None:
+            head = encode(Envelope(event=lagged, job_id=None, seq=None), with_id=False)
         return head + b"".join(islice(self._frames, start, None))
 
     def statistics(self) -> BroadcastStatistics:

@@ -112,14 +112,14 @@ class PartCollector:
 
     Args:
         boundary: the boundary from the request's Content-Type.
-        limits: the request's limits.
+        limits: the request's limits (kept as :attr:`limits`).
 
     Raises (from :meth:`feed` and :meth:`finish`):
         MalformedRequest, TooManyParts.
     """
 
     def __init__(self, boundary: bytes, *, limits: IntakeLimits) -> None:
-        self._limits = limits
+        self.limits = limits
         self._parts = 0
         self._files = 0
         self._ended = False
@@ -186,8 +186,8 @@ class PartCollector:
     # python-multipart callbacks -------------------------------------------------------
     def _on_part_begin(self) -> None:
         self._parts += 1
-        if self._parts > self._limits.max_parts:
-            raise TooManyParts(f"the body has more than {self._limits.max_parts} parts (MAX_PARTS)")
+        if self._parts > self.limits.max_parts:
+            raise TooManyParts(f"the body has more than {self.limits.max_parts} parts (MAX_PARTS)")
         self._current = _Part()
 
     def _count_header(self, data: bytes) -> None:
@@ -230,7 +230,7 @@ class PartCollector:
             name=sanitize_file_name(raw_name, file_index=index),
             content_type=part.headers.get("content-type"),
         )
-        if index < self._limits.max_files:
+        if index < self.limits.max_files:
             # Owned by the ReceivedFile from here on; closed by ReceivedFile.close().
             part.file.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_THRESHOLD)  # noqa: SIM115
             part.stored = True
@@ -251,7 +251,7 @@ class PartCollector:
         self.total_file_bytes += size
         if not part.stored:
             return
-        if received.size_bytes > self._limits.max_file_size:
+        if received.size_bytes > self.limits.max_file_size:
             # Past the limit: stop storing at once; the rest is only counted.
             received.close()
             part.stored = False

@@ -19,6 +19,7 @@ import trio
 
 from .errors import (
     ImageValidationError,
+    NoFiles,
     OCRError,
     OCRStreamError,
     ProcessingError,
@@ -235,7 +236,6 @@ async def _process(
     work: _FileWork,
 ) -> float | None:
     """Run the job's tasks; when a failure left the body unread, the seconds to drain it."""
-    settings = work.settings
     tally = _Tally()
     failure: ProcessingError | None = None
     async with trio.open_nursery() as files:
@@ -256,7 +256,7 @@ async def _process(
                 aiter(chunks),
                 boundary=options.boundary,
                 content_length=options.content_length,
-                limits=intake_limits(settings),
+                limits=collector.limits,
                 on_file=on_file,
                 collector=collector,
             )
@@ -277,11 +277,7 @@ async def _process(
         timed_out = isinstance(failure, UploadTimeout)
         return DRAIN_AFTER_TIMEOUT_SECONDS if timed_out else DRAIN_SECONDS
     if tally.file_count is None:
-        await send.send(
-            ProcessingErrorEvent(
-                error=ErrorInfo(code="no_files", message="the body has no part with a filename")
-            )
-        )
+        await send.send(_error_event(NoFiles("the body has no part with a filename")))
         return None
     await send.send(
         ProcessingComplete(
