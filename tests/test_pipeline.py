@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -117,6 +118,23 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _start_job(
+    nursery: trio.Nursery, handle: JobHandle, chunks: AsyncGenerator[bytes], settings: Settings
+) -> None:
+    """Run a job in ``nursery`` (so the test can cancel it) on a body of unknown length."""
+    options = JobOptions(boundary=BOUNDARY.encode(), content_length=None)
+    nursery.start_soon(
+        partial(
+            run_job,
+            handle,
+            chunks,
+            options=options,
+            settings=settings,
+            limiter=trio.CapacityLimiter(1),
+        )
+    )
+
+
 async def test_cancellation_ends_the_job_and_frees_the_spools() -> None:
     # A file big enough to roll its spool over to a temporary file on disk.
     body = multipart_body([Upload(b"x" * 400_000, "a.png"), Upload(b"y" * 10, "b.png")], BOUNDARY)
@@ -131,15 +149,7 @@ async def test_cancellation_ends_the_job_and_frees_the_spools() -> None:
     before = _open_fds()
     chunks = stalls_after_first_file()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: run_job(
-                handle,
-                chunks,
-                options=JobOptions(boundary=BOUNDARY.encode(), content_length=None),
-                settings=_settings(max_file_size=10**6),
-                limiter=trio.CapacityLimiter(1),
-            )
-        )
+        _start_job(nursery, handle, chunks, _settings(max_file_size=10**6))
         await trio.testing.wait_all_tasks_blocked()
         assert _open_fds() > before, "the big file spooled to disk"
         nursery.cancel_scope.cancel()
@@ -164,15 +174,7 @@ async def test_shutdown_cancel_reports_shutting_down(
     handle = registry.create()
     chunks = silent()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: run_job(
-                handle,
-                chunks,
-                options=JobOptions(boundary=BOUNDARY.encode(), content_length=None),
-                settings=_settings(upload_timeout=1000, upload_deadline=1000),
-                limiter=trio.CapacityLimiter(1),
-            )
-        )
+        _start_job(nursery, handle, chunks, _settings(upload_timeout=1000, upload_deadline=1000))
         await trio.sleep(1)
         handle.cancel("shutting_down")
     await chunks.aclose()
