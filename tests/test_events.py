@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ocrstream import events as ev
+from tests.samples import one_of_each
 
 
 def _envelope(event: ev.Event, seq: int | None = 3) -> ev.Envelope:
@@ -103,44 +104,11 @@ def test_terminal_types() -> None:
 
 
 def test_parse_envelope_round_trips_every_type() -> None:
-    samples: list[ev.Event] = [
-        ev.UploadStarted(file_count=1, total_bytes=5),
-        ev.ImageReceived(file_index=0, file_name="a", size_bytes=5, content_type=None),
-        ev.ImageValidationStart(file_index=0, file_name="a"),
-        ev.ImageValidationSuccess(
-            file_index=0, file_name="a", size_bytes=5, format="PNG", width=1, height=1, mode="L"
-        ),
-        ev.ImageValidationError(
-            file_index=0,
-            file_name="a",
-            size_bytes=5,
-            error=ev.ErrorInfo(code="not_an_image", message="m"),
-        ),
-        ev.AllImagesValidated(file_count=1, valid_count=1, invalid_count=0),
-        ev.ImageOCRStart(file_index=0, file_name="a", engine="fake"),
-        ev.ImageOCRSuccess(
-            file_index=0,
-            file_name="a",
-            text="t",
-            lines=(ev.OCRLine(text="t", confidence=0.5, bbox=(0, 0, 1, 1)),),
-            duration_ms=1.0,
-        ),
-        ev.ImageOCRError(
-            file_index=0, file_name="a", error=ev.ErrorInfo(code="ocr_failed", message="m")
-        ),
-        ev.ProcessingComplete(
-            file_count=1,
-            valid_count=1,
-            invalid_count=0,
-            ocr_success_count=1,
-            ocr_error_count=0,
-            duration_ms=2.0,
-        ),
-        ev.ProcessingError(error=ev.ErrorInfo(code="upload_timeout", message="m")),
-    ]
-    assert {sample.type for sample in samples} | {"stream_lagged"} == set(ev.EVENT_TYPES)
+    samples = one_of_each()
+    assert {sample.type for sample in samples} == set(ev.EVENT_TYPES)
     for sample in samples:
-        envelope = _envelope(sample)
+        lagged = isinstance(sample, ev.StreamLagged)
+        envelope = _envelope(sample, seq=None if lagged else 3)
         again = ev.parse_envelope(json.loads(envelope.to_json()))
         assert again.event == sample
         assert again.seq == envelope.seq

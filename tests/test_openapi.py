@@ -25,6 +25,7 @@ from ocrstream.jobs import JobRecord
 from ocrstream.openapi import DOCS_CSP, build_openapi, docs_html, event_classes
 from ocrstream.sse import SSEDecoder
 from tests.images import Upload, make_image, multipart_body
+from tests.samples import one_of_each
 
 BOUNDARY = "ocrstream-test-boundary"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
@@ -77,49 +78,6 @@ def _envelope(event: ev.Event, seq: int = 0) -> dict[str, Any]:
     return decoded
 
 
-def _one_of_each() -> list[ev.Event]:
-    validation = ev.ErrorInfo(code="corrupt_image", message="truncated PNG")
-    return [
-        ev.UploadStarted(file_count=2, total_bytes=1234),
-        ev.ImageReceived(file_index=0, file_name="a.png", size_bytes=10, content_type="image/png"),
-        ev.ImageReceived(file_index=1, file_name="b", size_bytes=0, content_type=None),
-        ev.ImageValidationStart(file_index=0, file_name="a.png"),
-        ev.ImageValidationSuccess(
-            file_index=0,
-            file_name="a.png",
-            size_bytes=10,
-            format="PNG",
-            width=3,
-            height=4,
-            mode="RGB",
-        ),
-        ev.ImageValidationError(file_index=1, file_name="b", size_bytes=0, error=validation),
-        ev.AllImagesValidated(file_count=2, valid_count=1, invalid_count=1),
-        ev.ImageOCRStart(file_index=0, file_name="a.png", engine="rapidocr"),
-        ev.ImageOCRSuccess(
-            file_index=0,
-            file_name="a.png",
-            text="Invoice 42",
-            lines=(ev.OCRLine(text="Invoice 42", confidence=0.97, bbox=(1, 2, 30, 12)),),
-            duration_ms=12.5,
-        ),
-        ev.ImageOCRSuccess(file_index=0, file_name="a.png", text="", lines=(), duration_ms=0.0),
-        ev.ImageOCRError(
-            file_index=0, file_name="a.png", error=ev.ErrorInfo(code="ocr_timeout", message="slow")
-        ),
-        ev.ProcessingComplete(
-            file_count=2,
-            valid_count=1,
-            invalid_count=1,
-            ocr_success_count=1,
-            ocr_error_count=0,
-            duration_ms=40.25,
-        ),
-        ev.ProcessingError(error=ev.ErrorInfo(code="no_files", message="no file part")),
-        ev.StreamLagged(missed=3, resume_seq=1_750_000_000_000),
-    ]
-
-
 @pytest.mark.parametrize(
     "overrides",
     [{}, {"api_token": "t0k3n", "admin_token": "adm1n", "max_files": 3}],
@@ -161,10 +119,10 @@ def test_every_event_type_has_an_envelope_and_a_data_schema() -> None:
 
 
 def test_every_event_class_is_covered_by_the_examples() -> None:
-    assert {event.type for event in _one_of_each()} == set(ev.EVENT_TYPES)
+    assert {event.type for event in one_of_each()} == set(ev.EVENT_TYPES)
 
 
-@pytest.mark.parametrize("event", _one_of_each(), ids=lambda event: type(event).__name__)
+@pytest.mark.parametrize("event", one_of_each(), ids=lambda event: type(event).__name__)
 def test_real_events_match_their_schemas(event: ev.Event) -> None:
     document = _document()
     envelope = _envelope(event, seq=7)
@@ -215,7 +173,7 @@ def test_snapshots_with_every_kind_of_result_match_their_schema() -> None:
     document = _document()
     record = JobRecord(job_id=JOB_ID)
     # Every job event but the terminal ones; file 0 ends with its OCR error.
-    for event in _one_of_each()[:-3]:
+    for event in one_of_each()[:-3]:
         record.record(event, now=1.0)
     running = record.snapshot()
     assert _errors(_snapshot_schema(document), json.loads(json.dumps(running))) == []
@@ -227,7 +185,7 @@ def test_snapshots_with_every_kind_of_result_match_their_schema() -> None:
     assert failed["files"][0]["status"] == "ocr_failed"
     assert _errors(_snapshot_schema(document), failed) == []
     recognised = JobRecord(job_id=JOB_ID)
-    for event in _one_of_each()[:9]:
+    for event in one_of_each()[:9]:
         recognised.record(event, now=1.0)
     snapshot = json.loads(json.dumps(recognised.snapshot()))
     assert snapshot["files"][0]["lines"][0]["bbox"] == [1, 2, 30, 12]
