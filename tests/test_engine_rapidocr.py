@@ -12,8 +12,14 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from ocrstream.engines import rapidocr
-from ocrstream.engines.base import EngineUnavailable, PageText, normalise_spaces
-from tests.invoices import exact_lines, invoice_set, render_invoice
+from ocrstream.engines.base import EngineUnavailable, PageText
+from tests.engine_contract import (
+    assert_page_contract,
+    assert_reading_order,
+    invoice_in_mode,
+    transparent_invoice,
+)
+from tests.invoices import exact_lines, invoice_set
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -82,25 +88,11 @@ def test_invoice_lines_read_exactly(
 
 
 def test_page_contract(invoice_pages: Pages) -> None:
-    for _lines, image, page in invoice_pages:
-        width, height = image.size
-        assert page.lines
-        assert page.text == "\n".join(line.text for line in page.lines)
-        for line in page.lines:
-            assert line.text
-            assert line.text == normalise_spaces(line.text)
-            assert isinstance(line.confidence, float)
-            assert 0.0 <= line.confidence <= 1.0
-            x0, y0, x1, y1 = line.bbox
-            assert all(isinstance(value, int) for value in line.bbox)
-            assert 0 <= x0 < x1 <= width
-            assert 0 <= y0 < y1 <= height
+    assert_page_contract(invoice_pages, empty_boxes_allowed=False)
 
 
 def test_lines_top_to_bottom(invoice_pages: Pages) -> None:
-    for lines, _image, page in invoice_pages:
-        read = [normalise_spaces(line.text) for line in page.lines]
-        assert [line for line in read if line in lines] == [line for line in lines if line in read]
+    assert_reading_order(invoice_pages)
 
 
 @pytest.mark.parametrize("size", [(400, 200), (1, 1), (0, 0), (3000, 20), (20, 3000)])
@@ -111,20 +103,14 @@ def test_blank_page_is_empty(size: tuple[int, int]) -> None:
 @pytest.mark.parametrize("mode", ["L", "1", "P", "RGBA", "LA", "CMYK", "I;16"])
 def test_image_modes(mode: str) -> None:
     lines = ["Harbor Office Goods", "Total due 123.45 EUR"]
-    with Image.open(io.BytesIO(render_invoice(lines))) as source:
-        image = source.convert("L").convert(mode) if mode == "I;16" else source.convert(mode)
+    image = invoice_in_mode(lines, mode)
     page = rapidocr.recognize(image)
     assert [line.text for line in page.lines] == lines
 
 
 def test_transparent_background_reads_as_white() -> None:
     lines = ["Blue River Logistics", "Invoice No 48213"]
-    with Image.open(io.BytesIO(render_invoice(lines))) as source:
-        image = source.convert("RGBA")
-    # Black text on a fully transparent page: the colour under the alpha is black too.
-    alpha = ImageOps.invert(image.convert("L"))
-    image = Image.new("RGBA", image.size, (0, 0, 0, 0))
-    image.putalpha(alpha)
+    image = transparent_invoice(lines)
     page = rapidocr.recognize(image)
     assert [line.text for line in page.lines] == lines
 
