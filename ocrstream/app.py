@@ -32,6 +32,8 @@ from .errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from .fanout import FanOut
+from .handoff import HANDOFF_KEY, HandOff, WatcherStreams
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .ocr import OCRService, run_ocr_service
@@ -67,6 +69,7 @@ class ServiceState:
         registry: jobs and their histories.
         broadcaster: the firehose ring of every job's events.
         metrics: the Prometheus metrics.
+        fanout: writes the watcher streams' events (runs for the app's lifetime).
         decode_limiter: bounds image-decoding threads across all requests.
         open_streams: SSE responses open now (uploads and watchers together).
     """
@@ -75,6 +78,7 @@ class ServiceState:
     registry: JobRegistry
     broadcaster: Broadcaster
     metrics: Metrics
+    fanout: FanOut
     decode_limiter: trio.CapacityLimiter
     ocr: OCRService | None = None
     ocr_scope: trio.CancelScope | None = None
@@ -191,25 +195,19 @@ def _sse_response(
     *,
     end_after: trio.Event | None = None,
 ) -> Response:
-    """An SSE response reading from ``subscribe()``; takes a stream slot (MAX_STREAMS).
+    """The uploader's SSE response, sent by Quart from ``subscribe()``; takes a stream
+    slot (MAX_STREAMS).
 
     The slot and the subscription are released exactly once, however the response
     ends (finished, client gone, or never even started).
     """
     req = request
     assert isinstance(req, OCRRequest)
-    state.take_stream_slot()
-    cleanup = ExitStack()
-    cleanup.callback(state.release_stream_slot)
-    try:
-        source = cleanup.enter_context(subscribe())
-    except BaseException:
-        cleanup.close()
-        raise
+    source, cleanup = _open_stream(state, subscribe)
     body = EventStream(
         source,
         keepalive_interval=state.settings.keepalive_interval,
-        on_close=cleanup.close,
+        on_close=cleanup,
         end_after=end_after,
     )
     # Whatever ends the connection, the slot and the subscription are released.
@@ -218,6 +216,54 @@ def _sse_response(
     # Quart-Trio sends every response under RESPONSE_TIMEOUT; a stream has none.
     response.timeout = None
     return response
+
+
+def _watcher_response(
+    state: ServiceState,
+    subscribe: Callable[[], AbstractContextManager[FrameSource]],
+    *,
+    job_id: str | None,
+) -> Response:
+    """A watcher's SSE response: its head from Quart, its events from the fan-out.
+
+    Takes a stream slot and hands the subscription to the watcher-streams middleware
+    (see handoff.py), which serves the stream once Quart is done with the request.
+    """
+    handoff = request.scope.get(HANDOFF_KEY)
+    if not isinstance(handoff, HandOff):  # HEAD: the head alone, no stream
+        return Response(_NoBody(), status=200, headers=dict(_SSE_HEADERS))
+    if not state.fanout.running:
+        raise ServiceBusy("the server is starting; retry shortly", retry_after=1)
+    source, cleanup = _open_stream(state, subscribe)
+    handoff.accept(source, job_id, cleanup)
+    response = Response(_NoBody(), status=200, headers=dict(_SSE_HEADERS))
+    response.timeout = None
+    return response
+
+
+def _open_stream(
+    state: ServiceState, subscribe: Callable[[], AbstractContextManager[FrameSource]]
+) -> tuple[FrameSource, Callable[[], None]]:
+    """Take a stream slot and subscribe: (the source, its sync cleanup, run once)."""
+    state.take_stream_slot()
+    cleanup = ExitStack()
+    cleanup.callback(state.release_stream_slot)
+    try:
+        source = cleanup.enter_context(subscribe())
+    except BaseException:
+        cleanup.close()
+        raise
+    return source, cleanup.close
+
+
+class _NoBody:
+    """An empty streaming body: a response with no Content-Length and nothing in it."""
+
+    def __aiter__(self) -> _NoBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        raise StopAsyncIteration
 
 
 def create_app(settings: Settings | None = None) -> OCRStreamApp:
@@ -241,6 +287,7 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         RESPONSE_TIMEOUT=60,
     )
     broadcaster = Broadcaster(settings.event_buffer)
+    fanout = FanOut(settings.keepalive_interval)
     state: ServiceState
 
     def lagged() -> tuple[int, int]:
@@ -255,13 +302,21 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
     state = ServiceState(
         settings=settings,
         registry=JobRegistry(
-            result_ttl=settings.result_ttl, on_publish=(broadcaster.publish, metrics.observe)
+            result_ttl=settings.result_ttl,
+            on_publish=(broadcaster.publish, metrics.observe, fanout.published),
         ),
         broadcaster=broadcaster,
         metrics=metrics,
+        fanout=fanout,
         decode_limiter=trio.CapacityLimiter(settings.validation_threads),
     )
     app.state = state
+    # Watcher streams leave Quart once started; the fan-out task writes their events.
+    app.asgi_app = WatcherStreams(app.asgi_app, fanout)  # type: ignore[method-assign]
+
+    @app.before_serving
+    async def start_fanout() -> None:
+        await app.nursery.start(fanout.run)
 
     @app.before_serving
     async def start_ocr_workers() -> None:
@@ -312,7 +367,8 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
             raise NotFound("the firehose is disabled (OCRSTREAM_ADMIN_TOKEN is not set)")
         if not _bearer_ok(admin):
             raise Unauthorized("the firehose needs 'Authorization: Bearer <admin token>'")
-        return _sse_response(state, partial(broadcaster.subscribe, last_event_id=_last_event_id()))
+        subscribe = partial(broadcaster.subscribe, last_event_id=_last_event_id())
+        return _watcher_response(state, subscribe, job_id=None)
 
     @app.post("/api/ocr")
     async def submit() -> Response:
@@ -352,7 +408,8 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
             finished = Response(b"", status=204)
             finished.headers.pop("Content-Type", None)  # a 204 has no body, so no type
             return finished
-        return _sse_response(state, partial(state.registry.subscribe, handle, after=after))
+        subscribe = partial(state.registry.subscribe, handle, after=after)
+        return _watcher_response(state, subscribe, job_id=handle.job_id)
 
     @app.get("/api/ocr/<job_id>")
     async def snapshot(job_id: str) -> Response:

@@ -11,18 +11,28 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
 from hypercorn.config import Config, Sockets
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.statsd import StatsdLogger
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wrap_app
 
 from .app import OCRStreamApp, ServiceState, create_app
+from .direct import CONNECTION_STREAM
+from .engines.worker import engine_module
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from hypercorn.typing import AppWrapper, LifespanState
+
     from .config import Settings
-from .engines.worker import engine_module
 
 __all__ = [
     "LISTEN_BACKLOG",
@@ -32,6 +42,7 @@ __all__ = [
     "hypercorn_config",
     "listening_sockets",
     "run_server",
+    "serve_hypercorn",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,6 +92,71 @@ def listening_sockets(config: Config, *, stalled_reader_timeout: float) -> Socke
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
         sock.listen(config.backlog)
     return sockets
+
+
+async def serve_hypercorn(
+    app: AppWrapper,
+    config: Config,
+    *,
+    sockets: Sockets,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Hypercorn's trio worker (``hypercorn.trio.run.worker_serve``) for plain TCP
+    sockets, with one addition: each connection's task sets :data:`CONNECTION_STREAM`
+    to its socket stream before Hypercorn's ``TCPServer`` runs the connection, so the
+    watcher streams can write to their sockets directly (see direct.py).
+
+    The same lifespan, connection handling and shutdown as Hypercorn's: on
+    ``shutdown_trigger`` it stops accepting, lets connections finish for
+    ``config.graceful_timeout`` seconds, cancels the rest, then runs the app's
+    lifespan shutdown.
+    """
+    config.set_statsd_logger_class(StatsdLogger)
+    lifespan_state: LifespanState = {}
+    lifespan = Lifespan(app, config, lifespan_state)
+    context = WorkerContext(None)
+    connection_state = ConnectionState(lifespan_state.copy())
+
+    async def serve_connection(stream: trio.SocketStream) -> None:
+        CONNECTION_STREAM.set(stream)  # this task's context: its requests inherit it
+        # Annotated for TLS streams; Hypercorn's own worker passes plain ones too.
+        await TCPServer(app, config, context, connection_state, stream)  # type: ignore[arg-type]
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as server_nursery:
+            listeners = []
+            binds = []
+            for sock in sockets.insecure_sockets:
+                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+                bind = repr_socket_addr(sock.family, sock.getsockname())
+                binds.append(f"http://{bind}")
+                await config.log.info(f"Running on http://{bind} (CTRL + C to quit)")
+            task_status.started(binds)
+            try:
+                async with trio.open_nursery(strict_exception_groups=True) as nursery:
+                    nursery.start_soon(raise_shutdown, shutdown_trigger)
+                    nursery.start_soon(raise_shutdown, context.terminate.wait)
+                    nursery.start_soon(
+                        partial(
+                            trio.serve_listeners,
+                            serve_connection,
+                            listeners,
+                            handler_nursery=server_nursery,
+                        )
+                    )
+                    await trio.sleep_forever()
+            except BaseExceptionGroup as error:
+                _, others = error.split((ShutdownError, KeyboardInterrupt))
+                if others is not None:
+                    raise others from None
+            finally:
+                await context.terminated.set()
+                server_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
 
 
 def check_engine(settings: Settings) -> None:
@@ -143,7 +219,7 @@ async def run_server(
     async with trio.open_nursery() as nursery:
 
         async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            await worker_serve(
+            await serve_hypercorn(
                 wrap_app(app, config.wsgi_max_body_size, None),
                 config,
                 sockets=listening_sockets(

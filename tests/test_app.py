@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import trio
 import trio.testing
@@ -13,6 +14,9 @@ from ocrstream.config import load_settings
 from ocrstream.sse import SSEDecoder
 from tests.images import Upload, make_image, multipart_body
 from tests.ordering import check_stream
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 BOUNDARY = "ocrstream-test-boundary"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
@@ -26,6 +30,13 @@ def _app(**overrides: object) -> Any:
     values: dict[str, object] = {"ocr_engine": "none"}
     values.update(overrides)
     return create_app(load_settings({}, **values))
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[Any]:
+    """A test client with the app's lifespan running (the watchers' fan-out task)."""
+    async with app.test_app() as running:
+        yield running.test_client()
 
 
 async def test_healthz() -> None:
@@ -131,7 +142,30 @@ async def test_api_token_guards_every_api_route() -> None:
 
 async def test_watchers_replay_resume_and_finish() -> None:
     app = _app()
+    async with serving(app) as client:
+        await _replay_resume_and_finish(app, client)
+
+
+async def test_watchers_are_refused_while_the_app_is_not_serving() -> None:
+    # Without the lifespan (Quart's bare test client) nothing writes watcher streams:
+    # a 503 to retry, never a stream that hangs.
+    app = _app(admin_token="admin")
     client = app.test_client()
+    upload = await client.post(
+        "/api/ocr",
+        data=multipart_body([Upload(make_image(), "a.png")], BOUNDARY),
+        headers={"Content-Type": MULTIPART},
+    )
+    for path, headers in (
+        (f"{upload.headers['Location']}/events", {}),
+        ("/api/events", {"Authorization": "Bearer admin"}),
+    ):
+        refused = await client.get(path, headers=headers)
+        assert "starting" in (await _problem(refused, 503))["detail"]
+    assert app.state.open_streams == 0
+
+
+async def _replay_resume_and_finish(app: Any, client: Any) -> None:
     body = multipart_body([Upload(make_image(), "a.png"), Upload(b"", "e.png")], BOUNDARY)
     upload = await client.post("/api/ocr", data=body, headers={"Content-Type": MULTIPART})
     uploaded = _events(await upload.get_data())
