@@ -86,14 +86,25 @@ class Reader:
 
 
 class FanOutStatistics:
-    """Counts for tests and benchmarks: readers, and how their bytes went out."""
+    """Counts for tests and benchmarks: readers, and how their bytes went out.
 
-    __slots__ = ("direct_writes", "handed_over", "readers", "rounds")
+    Attributes:
+        readers: readers followed now.
+        rounds: wake-ups of the loop.
+        direct_writes: chunks the loop wrote to a socket.
+        short_writes: of those, the ones the socket did not take whole.
+        handed_over: times a reader's own task was given work.
+    """
 
-    def __init__(self, readers: int, rounds: int, direct_writes: int, handed_over: int) -> None:
+    __slots__ = ("direct_writes", "handed_over", "readers", "rounds", "short_writes")
+
+    def __init__(
+        self, readers: int, rounds: int, direct_writes: int, short_writes: int, handed_over: int
+    ) -> None:
         self.readers = readers
         self.rounds = rounds
         self.direct_writes = direct_writes
+        self.short_writes = short_writes
         self.handed_over = handed_over
 
 
@@ -117,6 +128,7 @@ class FanOut:
         self._doorbell = trio.Event()
         self._rounds = 0
         self._direct_writes = 0
+        self._short_writes = 0
         self._handed_over = 0
 
     # Publishing side: synchronous, never waits ----------------------------------------
@@ -136,6 +148,7 @@ class FanOut:
             readers=len(self._quiet),
             rounds=self._rounds,
             direct_writes=self._direct_writes,
+            short_writes=self._short_writes,
             handed_over=self._handed_over,
         )
 
@@ -309,6 +322,7 @@ class FanOut:
                 return
             self._direct_writes += 1
             if written < len(framed):
+                self._short_writes += 1
                 reader.pending = framed[written:]
                 self._hand_over(reader)
                 return
