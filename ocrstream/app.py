@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 from python_multipart.multipart import parse_options_header
@@ -40,7 +40,7 @@ from .ocr import OCRService, run_ocr_service
 from .openapi import openapi_routes
 from .pipeline import JobOptions, run_job
 from .registry import JobHandle, JobRegistry
-from .stream import EventStream, FrameSource
+from .stream import EventStream, FrameSource, WaitableFrameSource
 from .web import web
 
 if TYPE_CHECKING:
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 __all__ = ["OCRStreamApp", "ServiceState", "create_app"]
 
 logger = logging.getLogger(__name__)
+
+_SourceT = TypeVar("_SourceT", bound=FrameSource)
 
 #: ``?ocr=`` values that skip OCR for one request.
 _OCR_OFF = frozenset({"false", "0", "no", "off"})
@@ -191,7 +193,7 @@ def _content_length(limit: int) -> int | None:
 
 def _sse_response(
     state: ServiceState,
-    subscribe: Callable[[], AbstractContextManager[FrameSource]],
+    subscribe: Callable[[], AbstractContextManager[WaitableFrameSource]],
     *,
     end_after: trio.Event | None = None,
 ) -> Response:
@@ -242,8 +244,8 @@ def _watcher_response(
 
 
 def _open_stream(
-    state: ServiceState, subscribe: Callable[[], AbstractContextManager[FrameSource]]
-) -> tuple[FrameSource, Callable[[], None]]:
+    state: ServiceState, subscribe: Callable[[], AbstractContextManager[_SourceT]]
+) -> tuple[_SourceT, Callable[[], None]]:
     """Take a stream slot and subscribe: (the source, its sync cleanup, run once)."""
     state.take_stream_slot()
     cleanup = ExitStack()

@@ -1,9 +1,11 @@
 """The operators' firehose: one shared ring of every job's events, a cursor per reader.
 
-Publishing appends to a ring of EVENT_BUFFER events and rings a doorbell; it never
-waits for a reader, so its cost does not grow with slow readers (the model of tokio's
-broadcast channel). A reader that fell behind the ring learns how many events it
-missed (``stream_lagged``) and goes on from the oldest event still held.
+Publishing appends to a ring of EVENT_BUFFER events and nothing else; it never waits
+for a reader, so its cost does not grow with slow readers (the model of tokio's
+broadcast channel). The fan-out (:mod:`ocrstream.fanout`) learns of the event from the
+registry and gives each reader what its cursor has not had yet. A reader that fell
+behind the ring learns how many events it missed (``stream_lagged``) and goes on from
+the oldest event still held.
 
 Ring ids start from the boot time in microseconds and grow by one per event, so they
 keep increasing across restarts and an old ``Last-Event-ID`` never lands on the wrong
@@ -19,8 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING
-
-import trio
 
 from .events import Envelope, StreamLagged
 from .sse import encode
@@ -74,12 +74,6 @@ class RingSubscription:
         with its ring id as the frame id."""
         return self._broadcaster._take_frames(self)
 
-    async def wait_available(self) -> None:
-        """Return at once if events are waiting, else when the next one is published."""
-        if self.cursor + 1 < self._broadcaster.next_id:
-            return
-        await self._broadcaster._wait_published()
-
 
 class Broadcaster:
     """The shared ring.
@@ -96,7 +90,6 @@ class Broadcaster:
         # The SSE frame of each held event, encoded once with its ring id.
         self._frames: deque[bytes] = deque(maxlen=capacity)
         self.next_id = self.boot_id
-        self._published = trio.Event()
         self._subscribers = 0
         self._lag_reports = 0
         self._missed = 0
@@ -112,12 +105,7 @@ class Broadcaster:
         ring_id = self.next_id
         self._frames.append(encode(envelope, frame_id=ring_id))
         self.next_id += 1
-        self._published.set()
-        self._published = trio.Event()
         return ring_id
-
-    async def _wait_published(self) -> None:
-        await self._published.wait()
 
     @contextmanager
     def subscribe(self, *, last_event_id: int | None = None) -> Iterator[RingSubscription]:

@@ -18,7 +18,7 @@ from .sse import KEEPALIVE
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["EventStream", "FrameSource"]
+__all__ = ["EventStream", "FrameSource", "WaitableFrameSource"]
 
 
 class FrameSource(Protocol):
@@ -29,12 +29,16 @@ class FrameSource(Protocol):
         """True once the last event has been taken (never, for the firehose)."""
         ...
 
-    async def wait_available(self) -> None:
-        """Return when there is something to take."""
-        ...
-
     def take_frames(self) -> bytes:
         """Every waiting event as SSE bytes (b"" when none)."""
+        ...
+
+
+class WaitableFrameSource(FrameSource, Protocol):
+    """A cursor its reader can wait on (the fan-out's readers are woken by the fan-out)."""
+
+    async def wait_available(self) -> None:
+        """Return when there is something to take."""
         ...
 
 
@@ -51,7 +55,7 @@ class EventStream:
 
     def __init__(
         self,
-        subscription: FrameSource,
+        subscription: WaitableFrameSource,
         *,
         keepalive_interval: float,
         on_close: Callable[[], None],

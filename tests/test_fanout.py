@@ -282,9 +282,6 @@ async def test_publishing_only_marks_readers_the_loop_does_the_writing() -> None
     class CountingSource:
         exhausted = False
 
-        async def wait_available(self) -> None:  # pragma: no cover - not used by the loop
-            await trio.sleep_forever()
-
         def take_frames(self) -> bytes:
             taken.append(1)
             return b""
