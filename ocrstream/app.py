@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
@@ -193,7 +192,7 @@ def _content_length(limit: int) -> int | None:
 
 def _sse_response(
     state: ServiceState,
-    subscribe: Callable[[], AbstractContextManager[WaitableFrameSource]],
+    subscribe: Callable[[], WaitableFrameSource],
     *,
     end_after: trio.Event | None = None,
 ) -> Response:
@@ -222,7 +221,7 @@ def _sse_response(
 
 def _watcher_response(
     state: ServiceState,
-    subscribe: Callable[[], AbstractContextManager[FrameSource]],
+    subscribe: Callable[[], FrameSource],
     *,
     job_id: str | None,
 ) -> Response:
@@ -244,18 +243,22 @@ def _watcher_response(
 
 
 def _open_stream(
-    state: ServiceState, subscribe: Callable[[], AbstractContextManager[_SourceT]]
+    state: ServiceState, subscribe: Callable[[], _SourceT]
 ) -> tuple[_SourceT, Callable[[], None]]:
-    """Take a stream slot and subscribe: (the source, its sync cleanup, run once)."""
+    """Take a stream slot and subscribe: (the source, its sync cleanup; the caller runs
+    it exactly once)."""
     state.take_stream_slot()
-    cleanup = ExitStack()
-    cleanup.callback(state.release_stream_slot)
     try:
-        source = cleanup.enter_context(subscribe())
+        source = subscribe()
     except BaseException:
-        cleanup.close()
+        state.release_stream_slot()
         raise
-    return source, cleanup.close
+
+    def cleanup() -> None:
+        source.close()
+        state.release_stream_slot()
+
+    return source, cleanup
 
 
 class _NoBody:

@@ -17,16 +17,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING
 
 from .events import Envelope, StreamLagged
 from .sse import encode
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from .stream import ClosingCursor
 
 __all__ = ["BroadcastStatistics", "Broadcaster", "RingBatch", "RingSubscription"]
 
@@ -53,12 +49,22 @@ class BroadcastStatistics:
     missed_events: int
 
 
-class RingSubscription:
+class RingSubscription(ClosingCursor):
     """One reader's cursor: ``cursor`` is the last ring id it was given."""
+
+    __slots__ = ("_broadcaster", "_open", "cursor")
 
     def __init__(self, broadcaster: Broadcaster, cursor: int) -> None:
         self._broadcaster = broadcaster
         self.cursor = cursor
+        self._open = True
+        broadcaster._subscribers += 1
+
+    def close(self) -> None:
+        """Stop following the ring (idempotent)."""
+        if self._open:
+            self._open = False
+            self._broadcaster._subscribers -= 1
 
     @property
     def exhausted(self) -> bool:
@@ -107,9 +113,9 @@ class Broadcaster:
         self.next_id += 1
         return ring_id
 
-    @contextmanager
-    def subscribe(self, *, last_event_id: int | None = None) -> Iterator[RingSubscription]:
-        """Follow the ring: from now on, or resuming after ``last_event_id``.
+    def subscribe(self, *, last_event_id: int | None = None) -> RingSubscription:
+        """Follow the ring: from now on, or resuming after ``last_event_id``; close the
+        subscription (or use it in ``with``) to stop.
 
         An id ahead of the ring (not issued yet) is treated as "from now on".
         """
@@ -117,11 +123,7 @@ class Broadcaster:
             cursor = self.next_id - 1
         else:
             cursor = last_event_id
-        self._subscribers += 1
-        try:
-            yield RingSubscription(self, cursor)
-        finally:
-            self._subscribers -= 1
+        return RingSubscription(self, cursor)
 
     def _advance(self, subscription: RingSubscription) -> tuple[StreamLagged | None, int]:
         """Move the reader to the newest event: (its lag report, ring offset of its next)."""

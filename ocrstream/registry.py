@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,9 +18,10 @@ import trio
 from .events import Envelope, ErrorInfo, Event, ProcessingError
 from .jobs import JobRecord
 from .sse import encode
+from .stream import ClosingCursor
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = ["JobHandle", "JobRegistry", "RegistryStatistics", "Subscription"]
 
@@ -89,12 +89,22 @@ class JobHandle:
         await self._changed.wait()
 
 
-class Subscription:
+class Subscription(ClosingCursor):
     """One reader's cursor over a job's history."""
+
+    __slots__ = ("_open", "cursor", "handle")
 
     def __init__(self, handle: JobHandle, after: int | None) -> None:
         self.handle = handle
         self.cursor = after
+        self._open = True
+        handle.subscriber_count += 1
+
+    def close(self) -> None:
+        """Stop following the job (idempotent)."""
+        if self._open:
+            self._open = False
+            self.handle.subscriber_count -= 1
 
     @property
     def exhausted(self) -> bool:
@@ -189,15 +199,10 @@ class JobRegistry:
             if position < excess or now - finished_at >= self._result_ttl:
                 del self._jobs[handle.job_id]
 
-    @contextmanager
-    def subscribe(self, handle: JobHandle, *, after: int | None = None) -> Iterator[Subscription]:
-        """Follow ``handle`` from after seq ``after``; unsubscribes on exit (sync, so it
-        is safe in cleanup that runs after cancellation)."""
-        handle.subscriber_count += 1
-        try:
-            yield Subscription(handle, after)
-        finally:
-            handle.subscriber_count -= 1
+    def subscribe(self, handle: JobHandle, *, after: int | None = None) -> Subscription:
+        """Follow ``handle`` from after seq ``after``; close the subscription (or use it
+        in ``with``) to stop (sync, so it is safe in cleanup after cancellation)."""
+        return Subscription(handle, after)
 
     def statistics(self) -> RegistryStatistics:
         """Counts for /metrics and tests."""

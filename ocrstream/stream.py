@@ -9,7 +9,7 @@ scope is already cancelled, where any real ``await`` would raise at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Self
 
 import trio
 
@@ -18,7 +18,7 @@ from .sse import KEEPALIVE
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["EventStream", "FrameSource", "WaitableFrameSource"]
+__all__ = ["ClosingCursor", "EventStream", "FrameSource", "WaitableFrameSource"]
 
 
 class FrameSource(Protocol):
@@ -32,6 +32,26 @@ class FrameSource(Protocol):
     def take_frames(self) -> bytes:
         """Every waiting event as SSE bytes (b"" when none)."""
         ...
+
+    def close(self) -> None:
+        """Unsubscribe (sync and idempotent, so safe in cleanup after cancellation)."""
+        ...
+
+
+class ClosingCursor:
+    """A subscription that is its own context manager: ``with`` closes it."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        """Unsubscribe (sync and idempotent)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class WaitableFrameSource(FrameSource, Protocol):

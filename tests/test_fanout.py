@@ -286,6 +286,9 @@ async def test_publishing_only_marks_readers_the_loop_does_the_writing() -> None
             taken.append(1)
             return b""
 
+        def close(self) -> None:
+            pass
+
     async with rig() as r:
         handle = r.registry.create()
         fanout = r.fanout
