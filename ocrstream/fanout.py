@@ -118,6 +118,8 @@ class FanOut:
     def __init__(self, keepalive_interval: float) -> None:
         self.keepalive_interval = keepalive_interval
         self.running = False
+        #: Set by :meth:`end_streams`: every stream ends once it has had what is waiting.
+        self.ending = False
         self._by_job: dict[str, dict[Reader, None]] = {}
         self._firehose: dict[Reader, None] = {}
         # Every reader, least recently sent to first: the keep-alive schedule.
@@ -141,6 +143,15 @@ class FanOut:
         if self._firehose:
             self._firehose_dirty = True
         self._doorbell.set()
+
+    def end_streams(self) -> None:
+        """End every stream, now and to come, once it has been sent what is waiting
+        (shutdown: the firehose has no last event of its own). Each ends with the
+        body's last chunk, as a finished job's watchers do."""
+        self.ending = True
+        for reader in list(self._quiet):
+            if not reader.task_turn:
+                self._hand_over(reader)
 
     def statistics(self) -> FanOutStatistics:
         """Counts for tests and benchmarks."""
@@ -186,7 +197,7 @@ class FanOut:
                     await self._send_own(reader, send_body)
                 except ConnectionBroken:
                     return False
-                if reader.source.exhausted:
+                if reader.source.exhausted or self.ending:
                     return True
                 reader.task_turn = False
                 self._poke(reader)  # whatever came while it was away goes out from the loop
@@ -196,19 +207,21 @@ class FanOut:
     async def _send_own(
         self, reader: Reader, send_body: Callable[[bytes], Awaitable[None]]
     ) -> None:
+        """Send what is pending, then everything published meanwhile (in one chunk each
+        time), until the reader has caught up."""
         writer = reader.writer
-        while reader.pending:
+        while True:
+            if not reader.pending:
+                more = reader.source.take_frames()
+                if not more:
+                    return
+                reader.pending = writer.frame(more) if writer is not None else more
             data, reader.pending = reader.pending, b""
             if writer is not None:
                 await writer.send(data)
             else:
                 await send_body(data)
             self._touch(reader, trio.current_time())
-            if not reader.source.exhausted:
-                # Catch up with everything published meanwhile, in one chunk.
-                more = reader.source.take_frames()
-                if more:
-                    reader.pending = writer.frame(more) if writer is not None else more
 
     # Bookkeeping ------------------------------------------------------------------------
 
@@ -219,6 +232,9 @@ class FanOut:
             self._by_job.setdefault(reader.job_id, {})[reader] = None
         reader.last_sent = trio.current_time()
         self._quiet[reader] = None
+        if self.ending:
+            reader.task_turn = True  # its task sends what is waiting, then ends
+            return
         self._poke(reader)  # its history, if any, goes out in the next round
 
     def _remove(self, reader: Reader) -> None:

@@ -170,12 +170,17 @@ def check_engine(settings: Settings) -> None:
 
 
 async def drain_jobs(state: ServiceState) -> None:
-    """Refuse new uploads, let running jobs finish for the grace period, then end them."""
+    """Refuse new uploads, let running jobs finish for the grace period, then end them;
+    once their last events are out, end the watcher streams (the firehose has no end of
+    its own, and would otherwise be cut at Hypercorn's graceful timeout)."""
     state.shutting_down = True
     with trio.move_on_after(state.settings.shutdown_grace):
         await state.registry.wait_none_running()
     for handle in state.registry.running():
         handle.cancel("shutting_down")
+    with trio.move_on_after(STREAM_FLUSH_SECONDS):
+        await state.registry.wait_none_running()
+    state.fanout.end_streams()
 
 
 async def run_server(

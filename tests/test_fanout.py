@@ -319,6 +319,30 @@ async def test_keepalives_go_to_quiet_readers_only() -> None:
         assert quiet.keepalives == before, "no keep-alive right after an event"
 
 
+async def test_ending_the_streams_sends_what_is_waiting_then_ends_each_one() -> None:
+    async with rig() as r:
+        handle = r.registry.create()
+        firehose = await r.watch(r.ring.subscribe(), None)
+        asgi = await r.watch(r.ring.subscribe(), None, direct=False)
+        watcher = await r.watch(r.registry.subscribe(handle), handle.job_id)
+        await trio.testing.wait_all_tasks_blocked()
+        handle.publish(_received(0))
+        r.fanout.end_streams()  # before the loop has even written that event
+        with trio.fail_after(5):
+            for each in (firehose, asgi, watcher):
+                await each.finished.wait()
+        assert [firehose.outcome, asgi.outcome, watcher.outcome] == [True, True, True]
+        await until(lambda: len(firehose.messages) == len(watcher.messages) == 1)
+        assert len(asgi.messages) == 1
+        # A stream opened from now on gets what there is, then ends too.
+        late = await r.watch(r.registry.subscribe(handle), handle.job_id)
+        with trio.fail_after(5):
+            await late.finished.wait()
+        assert late.outcome is True
+        await until(lambda: _seqs(late) == [0])
+        assert r.fanout.statistics().readers == 0
+
+
 async def test_a_client_that_leaves_is_forgotten() -> None:
     async with rig() as r:
         handle = r.registry.create()

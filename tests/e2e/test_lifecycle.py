@@ -154,15 +154,26 @@ async def test_connection_close_really_closes(server: LiveServer, request_head: 
 
 
 async def test_shutdown_lets_jobs_finish_then_ends_them(start_server: StartServer) -> None:
-    server = await start_server(shutdown_grace=0.5, upload_timeout=30)
+    server = await start_server(shutdown_grace=0.5, upload_timeout=30, admin_token="admin")
+    firehose = await raw_request(
+        server.port, b"GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin\r\n\r\n"
+    )
+    await server.wait_streams(1)
     body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
     stream = await raw_request(server.port, head(len(body)), body[:100])
     received = await read_until(stream, b"\r\n\r\n")
     server.shutdown.set()
+    started = trio.current_time()
     events = sse_events(received + await read_response(stream))
     assert [e["type"] for e in events] == ["processing_error"]
     assert events[0]["data"]["error"]["code"] == "shutting_down"
     assert server.app.state.registry.statistics().running_jobs == 0
+    # The firehose reader gets that event too, then its stream's last chunk, well before
+    # Hypercorn's graceful timeout (grace + 5 s) would cut it.
+    raw = await read_response(firehose)
+    assert raw.endswith(b"\r\n0\r\n\r\n"), "ended, not cut"
+    assert sse_events(raw) == events
+    assert trio.current_time() - started < 4
 
 
 async def test_watcher_sees_the_uploaders_stream(
