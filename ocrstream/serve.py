@@ -110,8 +110,11 @@ async def serve_hypercorn(
     The same lifespan, connection handling and shutdown as Hypercorn's: on
     ``shutdown_trigger`` it stops accepting, lets connections finish for
     ``config.graceful_timeout`` seconds, cancels the rest, then runs the app's
-    lifespan shutdown.
+    lifespan shutdown. It builds on Hypercorn's own classes (TCPServer, Lifespan,
+    WorkerContext), hence the pin on Hypercorn's minor version in pyproject.toml.
     """
+    if sockets.secure_sockets or sockets.quic_sockets:
+        raise ValueError("ocrstream serves plain TCP only (no TLS or QUIC sockets)")
     config.set_statsd_logger_class(StatsdLogger)
     lifespan_state: LifespanState = {}
     lifespan = Lifespan(app, config, lifespan_state)
