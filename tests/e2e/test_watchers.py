@@ -197,3 +197,17 @@ async def test_an_http2_watcher_is_served_through_asgi(
     assert [json.loads(m.data) for m in SSEDecoder().feed(response.content)] == uploaded
     assert fanout.statistics().direct_writes == before
     await server.wait_idle()
+
+
+async def test_a_watcher_that_asked_for_connection_close_gets_chunks_then_the_close(
+    server: LiveServer, client: httpx.AsyncClient
+) -> None:
+    uploaded = await _job(server, client)
+    request = (
+        f"GET /api/ocr/{uploaded[0]['job_id']}/events HTTP/1.1\r\n"
+        "Host: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    ).encode()
+    raw = await read_to_close(await raw_request(server.port, request), timeout=5)
+    assert raw.endswith(b"\r\n0\r\n\r\n")
+    assert sse_events(raw) == uploaded
+    await server.wait_idle()
