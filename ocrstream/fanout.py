@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
@@ -85,6 +86,7 @@ class Reader:
         self.last_sent = 0.0
 
 
+@dataclass(frozen=True, slots=True)
 class FanOutStatistics:
     """Counts for tests and benchmarks: readers, and how their bytes went out.
 
@@ -96,16 +98,11 @@ class FanOutStatistics:
         handed_over: times a reader's own task was given work.
     """
 
-    __slots__ = ("direct_writes", "handed_over", "readers", "rounds", "short_writes")
-
-    def __init__(
-        self, readers: int, rounds: int, direct_writes: int, short_writes: int, handed_over: int
-    ) -> None:
-        self.readers = readers
-        self.rounds = rounds
-        self.direct_writes = direct_writes
-        self.short_writes = short_writes
-        self.handed_over = handed_over
+    readers: int
+    rounds: int
+    direct_writes: int
+    short_writes: int
+    handed_over: int
 
 
 class FanOut:
