@@ -299,10 +299,15 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         statistics = broadcaster.statistics()
         return statistics.lag_reports, statistics.missed_events
 
+    def watcher_writes() -> tuple[int, int]:
+        statistics = fanout.statistics()
+        return statistics.direct_writes, statistics.short_writes
+
     metrics = Metrics(
         open_streams=lambda: state.open_streams,
         running_jobs=lambda: len(state.registry.running()),
         lagged=lagged,
+        watcher_writes=watcher_writes,
     )
     state = ServiceState(
         settings=settings,

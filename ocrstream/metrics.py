@@ -33,6 +33,8 @@ class Metrics:
         open_streams: reads the number of open SSE responses.
         running_jobs: reads the number of jobs that have not ended.
         lagged: reads (lag reports, missed events) of the firehose.
+        watcher_writes: reads (chunks the fan-out wrote straight to watchers' sockets,
+            of those the ones a socket did not take whole: a slow reader's sign).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class Metrics:
         open_streams: Callable[[], float],
         running_jobs: Callable[[], float],
         lagged: Callable[[], tuple[int, int]],
+        watcher_writes: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         Gauge(
@@ -59,6 +62,16 @@ class Metrics:
             "events firehose readers missed by falling behind",
             registry=self.registry,
         ).set_function(lambda: lagged()[1])
+        Gauge(
+            "ocrstream_watcher_chunks_written",
+            "chunks the fan-out wrote straight to watcher streams' sockets",
+            registry=self.registry,
+        ).set_function(lambda: watcher_writes()[0])
+        Gauge(
+            "ocrstream_watcher_short_writes",
+            "of those, chunks a socket did not take whole (the reader is slow or stalled)",
+            registry=self.registry,
+        ).set_function(lambda: watcher_writes()[1])
         self.events = Counter(
             "ocrstream_events", "events published, by type", ["type"], registry=self.registry
         )

@@ -222,6 +222,8 @@ async def test_a_reader_that_stops_reading_is_dropped(
     # Another watcher is served in full meanwhile.
     watched = (await client.get(f"{server.url}/api/ocr/{job}/events")).text
     assert watched.count("event: ") == len(events)
+    # Its socket filled up: what the fan-out could not write went to its own task.
+    assert server.app.state.fanout.statistics().short_writes >= 1
     # The server gives up on the stalled one after STALLED_READER_TIMEOUT (plus probes).
     await server.wait_streams(0, timeout=30)
     assert trio.current_time() - started < 30

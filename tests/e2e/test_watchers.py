@@ -102,6 +102,10 @@ async def test_a_watcher_is_written_directly_and_the_connection_lives_on(
         assert strict.documents() == uploaded
         assert [m.id for m in strict.messages] == [str(e["seq"]) for e in uploaded]
         assert fanout.statistics().direct_writes > before, "the fan-out wrote it, not ASGI"
+        metrics = (await client.get(f"{server.url}/metrics")).text
+        written = fanout.statistics().direct_writes
+        assert f"ocrstream_watcher_chunks_written {float(written)}" in metrics
+        assert "ocrstream_watcher_short_writes 0.0" in metrics
         # h11 on both sides agrees the response ended: the same connection serves more.
         strict.connection.start_next_cycle()
         await strict.send("GET", "/healthz")
