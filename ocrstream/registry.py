@@ -9,7 +9,7 @@ ever delays itself, and one that was away catches up with everything in one chun
 from __future__ import annotations
 
 import uuid
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -140,7 +140,6 @@ class RegistryStatistics:
     jobs: int
     running_jobs: int
     subscribers: int
-    events_by_type: dict[str, int]
 
 
 class JobRegistry:
@@ -165,7 +164,6 @@ class JobRegistry:
         self._max_retained = max_retained
         self._on_publish = tuple(on_publish)
         self._jobs: OrderedDict[str, JobHandle] = OrderedDict()
-        self._events_by_type: Counter[str] = Counter()
         self._job_ended = trio.Event()
 
     def create(self) -> JobHandle:
@@ -211,7 +209,6 @@ class JobRegistry:
             jobs=len(handles),
             running_jobs=sum(1 for handle in handles if not handle.record.finished),
             subscribers=sum(handle.subscriber_count for handle in handles),
-            events_by_type=dict(self._events_by_type),
         )
 
     async def wait_none_running(self) -> None:
@@ -220,7 +217,6 @@ class JobRegistry:
             await self._job_ended.wait()
 
     def _published(self, envelope: Envelope) -> None:
-        self._events_by_type[envelope.type] += 1
         for listener in self._on_publish:
             listener(envelope)
         if envelope.is_terminal:

@@ -77,10 +77,11 @@ async def test_running_jobs_never_expire(autojump_clock: trio.testing.MockClock)
     assert registry.running() == [handle]
 
 
-async def test_end_with_error_is_idempotent_and_counts() -> None:
-    registry = JobRegistry(result_ttl=1)
+async def test_end_with_error_is_idempotent_and_publishes_once() -> None:
+    published: list[ev.Envelope] = []
+    registry = JobRegistry(result_ttl=1, on_publish=(published.append,))
     handle = registry.create()
     assert handle.end_with_error("shutting_down", "bye") is not None
     assert handle.end_with_error("internal_error", "again") is None
-    assert registry.statistics().events_by_type == {"processing_error": 1}
+    assert [envelope.type for envelope in published] == ["processing_error"]
     await registry.wait_none_running()
