@@ -59,7 +59,6 @@ import re
 import resource
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -74,8 +73,9 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_stream import BOUNDARY, HOST, _free_port, _png, _wait_port
+from bench_stream import BOUNDARY, HOST, _png
 
+from tests.e2e.served import listening_process
 from tests.images import Upload, multipart_body
 
 if TYPE_CHECKING:
@@ -130,27 +130,14 @@ def _serve(command: Sequence[str], env: dict[str, str]) -> Iterator[tuple[int, i
 
     The log list is filled in when the server has stopped.
     """
-    port = _free_port()
     problems: list[str] = []
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            tuple(part.replace("{port}", str(port)) for part in command),
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
+    with tempfile.TemporaryDirectory() as scratch:
+        log = Path(scratch) / "server.log"
         try:
-            _wait_port(port)
-            yield port, process.pid, problems
+            with listening_process(command, env={**os.environ, **env}, log=log) as server:
+                yield server.port, server.pid, problems
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-            log.seek(0)
-            for line in log.read().decode(errors="replace").splitlines():
+            for line in log.read_text(errors="replace").splitlines():
                 if PROBLEM.search(line):
                     problems.append(line)
 

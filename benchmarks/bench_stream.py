@@ -19,7 +19,6 @@ import io
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING
 from ocrstream.config import load_settings
 from ocrstream.pipeline import JobOptions, run_job
 from ocrstream.registry import JobRegistry
+from tests.e2e.served import listening_process
 from tests.images import Upload, multipart_body
 
 if TYPE_CHECKING:
@@ -44,44 +44,12 @@ BOUNDARY = "bench-boundary"
 HOST = "127.0.0.1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((HOST, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
 @contextmanager
 def _server(env: dict[str, str], *args: str) -> Iterator[int]:
-    port = _free_port()
-    command = args or (sys.executable, "-m", "ocrstream", "serve", "--port", str(port))
-    command = tuple(a.replace("{port}", str(port)) for a in command)
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_port(port)
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    """``ocrstream serve`` (or ``args``, "{port}" replaced) on a free port: its port."""
+    command = args or (sys.executable, "-m", "ocrstream", "serve", "--port", "{port}")
+    with listening_process(command, env={**os.environ, **env}) as server:
+        yield server.port
 
 
 def _png(size: tuple[int, int] = (32, 16)) -> bytes:

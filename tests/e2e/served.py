@@ -9,22 +9,83 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator, Mapping, Sequence
     from pathlib import Path
 
-__all__ = ["serve_in_subprocess"]
+__all__ = ["STARTUP_TIMEOUT", "Listening", "listening_process", "serve_in_subprocess"]
 
 STARTUP_TIMEOUT = 30.0
+HOST = "127.0.0.1"
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """A server process listening on a loopback port."""
+
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+@contextmanager
+def listening_process(
+    command: Sequence[str], *, env: Mapping[str, str], log: Path | None = None
+) -> Iterator[Listening]:
+    """Run ``command`` ("{port}" in it replaced by a free loopback port) until it listens.
+
+    Args:
+        command: the server's command line.
+        env: its whole environment.
+        log: where its stdout and stderr go (shown when it fails to start); None drops them.
+
+    Raises:
+        RuntimeError: it exited, or did not listen within STARTUP_TIMEOUT seconds.
+
+    The process gets SIGTERM on exit (then SIGKILL after 20 s).
+    """
+    port = _free_port()
+    argv = [part.replace("{port}", str(port)) for part in command]
+    with log.open("wb") if log is not None else open(os.devnull, "wb") as output:
+        process = subprocess.Popen(argv, env=dict(env), stdout=output, stderr=subprocess.STDOUT)
+
+    def failed(what: str) -> RuntimeError:
+        shown = log.read_text(errors="replace") if log is not None else "(output dropped)"
+        return RuntimeError(f"{argv[0]} {what}:\n{shown}")
+
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise failed(f"exited with {process.returncode} before listening")
+            try:
+                socket.create_connection((HOST, port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise failed(f"did not listen on {port} in {STARTUP_TIMEOUT:.0f} s") from None
+                time.sleep(0.05)
+        yield Listening(port=port, pid=process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextmanager
@@ -34,36 +95,9 @@ def serve_in_subprocess(settings: Mapping[str, str], *, log: Path) -> Iterator[s
     Args:
         settings: OCRSTREAM_* variables (the test's own OCRSTREAM_* are dropped first).
         log: where the server's output goes (shown when it fails to start).
-
-    The server gets SIGTERM on exit (then SIGKILL after 20 s).
     """
-    port = _free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("OCRSTREAM_")}
     env.update(settings)
-    command = [sys.executable, "-m", "ocrstream", "serve", "--host", "127.0.0.1", "--port"]
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [*command, str(port)], env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"ocrstream serve exited early:\n{log.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"ocrstream serve never listened:\n{log.read_text()}"
-                    ) from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    command = [sys.executable, "-m", "ocrstream", "serve", "--host", HOST, "--port", "{port}"]
+    with listening_process(command, env=env, log=log) as server:
+        yield server.url
