@@ -1,15 +1,10 @@
 // ocrstream's page: upload with XMLHttpRequest, read the SSE response as it arrives,
-// resume with EventSource if the connection drops. No framework, no build step.
+// resume with fetch if the connection drops (EventSource cannot send the API token).
+// No framework, no build step.
 // Every name and every text from the server is set with textContent, never as HTML.
 "use strict";
 
 (() => {
-  const EVENT_TYPES = [
-    "upload_started", "image_received", "image_validation_start",
-    "image_validation_success", "image_validation_error", "all_images_validated",
-    "image_ocr_start", "image_ocr_success", "image_ocr_error",
-    "processing_complete", "processing_error",
-  ];
   const FINAL = new Set(["invalid", "done", "error"]);
   const STATE_LABELS = {
     uploading: "Uploading", received: "Received", validating: "Checking",
@@ -28,6 +23,7 @@
   const drop = $("#drop");
   const selection = $("#selection");
   const ocrToggle = $("#ocr");
+  const tokenInput = $("#token");
   const uploadButton = $("#upload");
   const uploadBar = $("#upload-progress");
   const overallBar = $("#progress");
@@ -41,6 +37,16 @@
 
   let chosen = [];
   let current = null; // the job being shown
+
+  // The API token (OCRSTREAM_API_TOKEN), kept for this tab only.
+  const TOKEN_KEY = "ocrstream-api-token";
+  tokenInput.value = sessionStorage.getItem(TOKEN_KEY) || "";
+  tokenInput.addEventListener("input", () => sessionStorage.setItem(TOKEN_KEY, tokenInput.value.trim()));
+
+  function authorization() {
+    const token = tokenInput.value.trim();
+    return token ? { Authorization: `Bearer ${token}` } : {};
+  }
 
   // ---- SSE parsing (the text/event-stream format, fed in arbitrary pieces) ----
 
@@ -280,7 +286,7 @@
   function finish(job, failed, message) {
     job.finished = true;
     job.failed = failed;
-    if (job.source) job.source.close();
+    if (job.resuming) job.resuming.abort();
     if (failed) {
       failure.textContent = `The request failed: ${message}`;
       failure.hidden = false;
@@ -318,7 +324,7 @@
     if (!files.length || (current && !current.finished)) return;
     const job = {
       id: null, lastSeq: -1, started: false, finished: false, failed: false,
-      ocr: ocrToggle.checked, uploaded: 0, rows: [], events: [], source: null,
+      ocr: ocrToggle.checked, uploaded: 0, rows: [], events: [], resuming: null,
     };
     current = job;
     rowList.replaceChildren();
@@ -348,6 +354,7 @@
     };
     xhr.open("POST", job.ocr ? "/api/ocr" : "/api/ocr?ocr=false");
     xhr.setRequestHeader("Accept", "text/event-stream");
+    for (const [name, value] of Object.entries(authorization())) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (event) => {
       if (!event.lengthComputable || job.started) return;
       job.uploaded = event.loaded / event.total;
@@ -392,27 +399,53 @@
     resume(job);
   }
 
-  // Resume with EventSource: it reconnects by itself, sending Last-Event-ID; a 204
-  // (the job had already ended) or a 404 (unknown or expired) closes it for good.
-  function resume(job) {
-    setStatus("reconnecting", "The connection dropped; reconnecting…");
-    const url = `/api/ocr/${encodeURIComponent(job.id)}/events?last_event_id=${job.lastSeq}`;
-    const source = new EventSource(url);
-    job.source = source;
-    for (const type of EVENT_TYPES) {
-      source.addEventListener(type, (event) => onFrame(job, { id: event.lastEventId, event: type, data: event.data }));
-    }
-    source.onopen = () => {
-      if (!job.finished) setStatus("processing", "Reconnected; processing…");
-    };
-    source.onerror = () => {
-      if (job.finished) return source.close();
-      if (source.readyState === EventSource.CLOSED) {
-        finish(job, true, "the connection was lost and the job's events could not be resumed.");
-      } else {
-        setStatus("reconnecting", "The connection dropped; reconnecting…");
+  // Resume with fetch, from the last seq seen, sending the token (EventSource could not).
+  // A pause before each new try; a stream that delivered something resets the count.
+  // 204 (the job had already ended), 404 (unknown or expired) and other refusals stop.
+  const RESUME_TRIES = 5;
+
+  async function resume(job) {
+    const aborter = new AbortController();
+    job.resuming = aborter;
+    let tries = 0;
+    while (!job.finished && job === current && tries < RESUME_TRIES) {
+      setStatus("reconnecting", "The connection dropped; reconnecting…");
+      if (tries) await new Promise((done) => setTimeout(done, 500 * tries));
+      tries += 1;
+      const before = job.lastSeq;
+      const url = `/api/ocr/${encodeURIComponent(job.id)}/events?last_event_id=${job.lastSeq}`;
+      let response;
+      try {
+        response = await fetch(url, {
+          headers: { Accept: "text/event-stream", ...authorization() },
+          cache: "no-store",
+          signal: aborter.signal,
+        });
+      } catch {
+        continue; // no answer: try again
       }
-    };
+      if (response.status !== 200) {
+        if (!job.finished) finish(job, true, `the job's events could not be resumed (HTTP ${response.status}).`);
+        return;
+      }
+      setStatus("processing", "Reconnected; processing…");
+      const feed = sseParser((frame) => onFrame(job, frame));
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          feed(decoder.decode(value, { stream: true }));
+        }
+      } catch {
+        // dropped again (or aborted once the job finished)
+      }
+      if (job.lastSeq > before) tries = 0;
+    }
+    if (!job.finished && job === current) {
+      finish(job, true, "the connection was lost and the job's events could not be resumed.");
+    }
   }
 
   // ---- per-file actions ----

@@ -56,6 +56,7 @@ RECEIPT = "Receipt 7\nPaid 12.50"
 HOSTILE = "<img src=x onerror=alert(1)>.png"
 NOT_AN_IMAGE = "the bytes are not an image in any format known here"
 TIMEOUT_MS = 15_000
+API_TOKEN = "page-token-s3cret"
 
 
 # Registers the page itself if create_app does not (yet), so the test needs no wiring.
@@ -68,6 +69,20 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "OCRSTREAM_SHUTDOWN_GRACE": "1",
     }
     log = tmp_path_factory.mktemp("browser") / "server.log"
+    with serve_in_subprocess(settings, log=log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def guarded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second server that needs OCRSTREAM_API_TOKEN on every /api/ route."""
+    settings = {
+        "OCRSTREAM_OCR_ENGINE": "fake",
+        "OCRSTREAM_OCR_WORKERS": "1",
+        "OCRSTREAM_SHUTDOWN_GRACE": "1",
+        "OCRSTREAM_API_TOKEN": API_TOKEN,
+    }
+    log = tmp_path_factory.mktemp("browser-token") / "server.log"
     with serve_in_subprocess(settings, log=log) as url:
         yield url
 
@@ -185,7 +200,7 @@ def test_page_shows_each_file_live_and_renders_names_as_text(page: Page) -> None
     assert problems.errors == []
 
 
-def test_page_resumes_with_eventsource_when_the_stream_drops(page: Page) -> None:
+def test_page_resumes_from_the_last_seq_when_the_stream_drops(page: Page) -> None:
     """The upload's stream ends after three events: the page resumes from seq 2."""
     problems = PageProblems(page)
     watched: list[str] = []
@@ -243,3 +258,49 @@ def test_page_can_skip_ocr(page: Page) -> None:
     expect(row.locator(".file-text")).to_be_hidden()
     expect(row.locator(".file-detail")).to_have_text("PNG, 60 \u00d7 20 px, 157 B")
     expect(page.locator("#progress")).to_have_attribute("value", "100")
+
+
+def test_page_sends_the_api_token_on_upload_and_on_resume(
+    browser: Browser, guarded_url: str
+) -> None:
+    context = browser.new_context(base_url=guarded_url)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        problems = PageProblems(page)
+        # No token: the server's 401 is shown plainly.
+        _upload(page, [_png("a.png", INVOICE)])
+        expect(page.locator("#status")).to_have_attribute("data-state", "failed")
+        expect(page.get_by_role("alert")).to_contain_text("Authorization: Bearer")
+        expect(page.get_by_role("alert")).to_contain_text("HTTP 401")
+        # With the token, and a stream cut short after three events: both the upload and
+        # the resume carry it, and the job completes.
+        authorizations: dict[str, str | None] = {}
+        page.on(
+            "request",
+            lambda request: authorizations.__setitem__(
+                request.url, request.headers.get("authorization")
+            ),
+        )
+
+        def cut_short(route: Route) -> None:
+            response = route.fetch()
+            frames = response.text().split("\n\n")
+            route.fulfill(response=response, body="\n\n".join(frames[:3]) + "\n\n")
+
+        page.route("**/api/ocr", cut_short)
+        page.get_by_label("API token").fill(API_TOKEN)
+        page.get_by_role("button", name="Upload").click()
+        expect(page.locator("#status")).to_have_attribute("data-state", "complete")
+        row = page.locator('[data-file-index="0"]')
+        expect(row).to_have_attribute("data-state", "done")
+        assert row.locator(".file-text").text_content() == INVOICE
+        api = {url: value for url, value in authorizations.items() if "/api/" in url}
+        assert any(url.endswith("/events?last_event_id=2") for url in api), api
+        assert set(api.values()) == {f"Bearer {API_TOKEN}"}
+        # Kept for the tab: a reload still has it.
+        page.reload()
+        expect(page.get_by_label("API token")).to_have_value(API_TOKEN)
+        assert [e for e in problems.errors if "401" not in e] == []
+    finally:
+        context.close()
