@@ -52,19 +52,16 @@ class BroadcastStatistics:
 class RingSubscription(ClosingCursor):
     """One reader's cursor: ``cursor`` is the last ring id it was given."""
 
-    __slots__ = ("_broadcaster", "_open", "cursor")
+    __slots__ = ("_broadcaster", "cursor")
 
     def __init__(self, broadcaster: Broadcaster, cursor: int) -> None:
+        super().__init__()
         self._broadcaster = broadcaster
         self.cursor = cursor
-        self._open = True
         broadcaster._subscribers += 1
 
-    def close(self) -> None:
-        """Stop following the ring (idempotent)."""
-        if self._open:
-            self._open = False
-            self._broadcaster._subscribers -= 1
+    def _release(self) -> None:
+        self._broadcaster._subscribers -= 1
 
     @property
     def exhausted(self) -> bool:

@@ -92,19 +92,16 @@ class JobHandle:
 class Subscription(ClosingCursor):
     """One reader's cursor over a job's history."""
 
-    __slots__ = ("_open", "cursor", "handle")
+    __slots__ = ("cursor", "handle")
 
     def __init__(self, handle: JobHandle, after: int | None) -> None:
+        super().__init__()
         self.handle = handle
         self.cursor = after
-        self._open = True
         handle.subscriber_count += 1
 
-    def close(self) -> None:
-        """Stop following the job (idempotent)."""
-        if self._open:
-            self._open = False
-            self.handle.subscriber_count -= 1
+    def _release(self) -> None:
+        self.handle.subscriber_count -= 1
 
     @property
     def exhausted(self) -> bool:

@@ -39,12 +39,24 @@ class FrameSource(Protocol):
 
 
 class ClosingCursor:
-    """A subscription that is its own context manager: ``with`` closes it."""
+    """A subscription that is its own context manager: ``with`` closes it.
 
-    __slots__ = ()
+    Subclasses count themselves in when created and say how to count themselves out
+    in :meth:`_release`, which :meth:`close` runs exactly once.
+    """
+
+    __slots__ = ("_open",)
+
+    def __init__(self) -> None:
+        self._open = True
 
     def close(self) -> None:
-        """Unsubscribe (sync and idempotent)."""
+        """Unsubscribe (sync and idempotent, so safe in cleanup after cancellation)."""
+        if self._open:
+            self._open = False
+            self._release()
+
+    def _release(self) -> None:
         raise NotImplementedError
 
     def __enter__(self) -> Self:

@@ -130,3 +130,12 @@ async def test_any_interleaving_keeps_order_and_reports_every_gap(
     for remaining in contexts:
         remaining.__exit__(None, None, None)
     assert ring.statistics().subscribers == 0
+
+
+async def test_a_ring_subscription_counts_out_once_however_often_it_is_closed() -> None:
+    ring = Broadcaster(4)
+    with ring.subscribe() as reader:
+        reader.close()
+        assert ring.statistics().subscribers == 0
+    reader.close()
+    assert ring.statistics().subscribers == 0

@@ -85,3 +85,14 @@ async def test_end_with_error_is_idempotent_and_publishes_once() -> None:
     assert handle.end_with_error("internal_error", "again") is None
     assert [envelope.type for envelope in published] == ["processing_error"]
     await registry.wait_none_running()
+
+
+async def test_a_subscription_counts_out_once_however_often_it_is_closed() -> None:
+    registry = JobRegistry(result_ttl=1)
+    handle = registry.create()
+    with registry.subscribe(handle) as subscription:
+        assert handle.subscriber_count == 1
+        subscription.close()
+        assert handle.subscriber_count == 0
+    subscription.close()
+    assert handle.subscriber_count == 0
