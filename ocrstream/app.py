@@ -231,12 +231,11 @@ def _watcher_response(
     (see handoff.py), which serves the stream once Quart is done with the request.
     """
     handoff = request.scope.get(HANDOFF_KEY)
-    if not isinstance(handoff, HandOff):  # HEAD: the head alone, no stream
-        return Response(_NoBody(), status=200, headers=dict(_SSE_HEADERS))
-    if not state.fanout.running:
-        raise ServiceBusy("the server is starting; retry shortly", retry_after=1)
-    source, cleanup = _open_stream(state, subscribe)
-    handoff.accept(source, job_id, cleanup)
+    if isinstance(handoff, HandOff):  # else HEAD: the head alone, no stream
+        if not state.fanout.running:
+            raise ServiceBusy("the server is starting; retry shortly", retry_after=1)
+        source, cleanup = _open_stream(state, subscribe)
+        handoff.accept(source, job_id, cleanup)
     response = Response(_NoBody(), status=200, headers=dict(_SSE_HEADERS))
     response.timeout = None
     return response

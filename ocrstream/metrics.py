@@ -46,32 +46,33 @@ class Metrics:
         watcher_writes: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        Gauge(
-            "ocrstream_open_streams", "SSE responses open now", registry=self.registry
-        ).set_function(open_streams)
-        Gauge("ocrstream_running_jobs", "jobs not yet ended", registry=self.registry).set_function(
-            running_jobs
+        gauges: tuple[tuple[str, str, Callable[[], float]], ...] = (
+            ("ocrstream_open_streams", "SSE responses open now", open_streams),
+            ("ocrstream_running_jobs", "jobs not yet ended", running_jobs),
+            (
+                "ocrstream_lagged_reports",
+                "stream_lagged frames sent to firehose readers",
+                lambda: lagged()[0],
+            ),
+            (
+                "ocrstream_lagged_events",
+                "events firehose readers missed by falling behind",
+                lambda: lagged()[1],
+            ),
+            (
+                "ocrstream_watcher_chunks_written",
+                "chunks the fan-out wrote straight to watcher streams' sockets",
+                lambda: watcher_writes()[0],
+            ),
+            (
+                "ocrstream_watcher_short_writes",
+                "of those, chunks a socket did not take whole (the reader is slow or stalled)",
+                lambda: watcher_writes()[1],
+            ),
         )
-        Gauge(
-            "ocrstream_lagged_reports",
-            "stream_lagged frames sent to firehose readers",
-            registry=self.registry,
-        ).set_function(lambda: lagged()[0])
-        Gauge(
-            "ocrstream_lagged_events",
-            "events firehose readers missed by falling behind",
-            registry=self.registry,
-        ).set_function(lambda: lagged()[1])
-        Gauge(
-            "ocrstream_watcher_chunks_written",
-            "chunks the fan-out wrote straight to watcher streams' sockets",
-            registry=self.registry,
-        ).set_function(lambda: watcher_writes()[0])
-        Gauge(
-            "ocrstream_watcher_short_writes",
-            "of those, chunks a socket did not take whole (the reader is slow or stalled)",
-            registry=self.registry,
-        ).set_function(lambda: watcher_writes()[1])
+        # Read from the live state at scrape time.
+        for name, documentation, read in gauges:
+            Gauge(name, documentation, registry=self.registry).set_function(read)
         self.events = Counter(
             "ocrstream_events", "events published, by type", ["type"], registry=self.registry
         )
