@@ -38,6 +38,7 @@ except ImportError:
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from contextlib import AbstractContextManager
 
 pytestmark = pytest.mark.e2e
 
@@ -59,31 +60,29 @@ TIMEOUT_MS = 15_000
 API_TOKEN = "page-token-s3cret"
 
 
-# Registers the page itself if create_app does not (yet), so the test needs no wiring.
-@pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server subprocess on a free port (fake engine); SIGTERM when the module ends."""
+def _page_server(
+    factory: pytest.TempPathFactory, name: str, **extra: str
+) -> AbstractContextManager[str]:
+    """A server subprocess on a free port (fake engine, one worker); SIGTERM on exit."""
     settings = {
         "OCRSTREAM_OCR_ENGINE": "fake",
         "OCRSTREAM_OCR_WORKERS": "1",
         "OCRSTREAM_SHUTDOWN_GRACE": "1",
+        **extra,
     }
-    log = tmp_path_factory.mktemp("browser") / "server.log"
-    with serve_in_subprocess(settings, log=log) as url:
+    return serve_in_subprocess(settings, log=factory.mktemp(name) / "server.log")
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _page_server(tmp_path_factory, "browser") as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def guarded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second server that needs OCRSTREAM_API_TOKEN on every /api/ route."""
-    settings = {
-        "OCRSTREAM_OCR_ENGINE": "fake",
-        "OCRSTREAM_OCR_WORKERS": "1",
-        "OCRSTREAM_SHUTDOWN_GRACE": "1",
-        "OCRSTREAM_API_TOKEN": API_TOKEN,
-    }
-    log = tmp_path_factory.mktemp("browser-token") / "server.log"
-    with serve_in_subprocess(settings, log=log) as url:
+    with _page_server(tmp_path_factory, "browser-token", OCRSTREAM_API_TOKEN=API_TOKEN) as url:
         yield url
 
 

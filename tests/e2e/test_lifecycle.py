@@ -202,6 +202,16 @@ async def test_watcher_sees_the_uploaders_stream(
     assert missing.status_code == 404
 
 
+async def _watcher_that_never_reads(port: int, job_id: str) -> trio.SocketStream:
+    """A watcher of ``job_id`` with a tiny receive window, which the test never reads."""
+    sock = trio.socket.socket()
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", port))
+    stalled = trio.SocketStream(sock)
+    await stalled.send_all(f"GET /api/ocr/{job_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return stalled
+
+
 async def test_a_reader_that_stops_reading_is_dropped(
     start_server: StartServer, client: httpx.AsyncClient
 ) -> None:
@@ -211,12 +221,7 @@ async def test_a_reader_that_stops_reading_is_dropped(
     body = multipart_body([Upload(tiny, f"{i}.png") for i in range(400)], BOUNDARY)
     _, events, _ = await post_events(client, server.url, body)
     job = events[0]["job_id"]
-    # A watcher with a tiny receive window that never reads.
-    sock = trio.socket.socket()
-    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
-    await sock.connect(("127.0.0.1", server.port))
-    stalled = trio.SocketStream(sock)
-    await stalled.send_all(f"GET /api/ocr/{job}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    stalled = await _watcher_that_never_reads(server.port, job)
     await server.wait_streams(1)
     started = trio.current_time()
     # Another watcher is served in full meanwhile.
@@ -239,14 +244,8 @@ async def test_a_stalled_watcher_does_not_slow_the_job(
     upload = await raw_request(server.port, head(len(body)), body[:200])
     response_head = await read_until(upload, b"\r\n\r\n")
     (handle,) = server.app.state.registry._jobs.values()
-    # A watcher with a tiny receive window joins the running job and never reads.
-    sock = trio.socket.socket()
-    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
-    await sock.connect(("127.0.0.1", server.port))
-    stalled = trio.SocketStream(sock)
-    await stalled.send_all(
-        f"GET /api/ocr/{handle.job_id}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode()
-    )
+    # A watcher joins the running job and never reads.
+    stalled = await _watcher_that_never_reads(server.port, handle.job_id)
     await server.wait_streams(2)
     await upload.send_all(body[200:])
     # The uploader reads its whole stream while the watcher's socket is full.
