@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_stream import BOUNDARY, HOST, _ended, _request, _server
 
+from tests.chunked import dechunk
 from tests.images import Upload, multipart_body
 from tests.invoices import invoice_set
 
@@ -165,20 +166,6 @@ def _body(images: list[tuple[bytes, str]]) -> bytes:
     return multipart_body(uploads, BOUNDARY)
 
 
-def _dechunk(response: bytes) -> bytes:
-    """The body of an HTTP/1.1 response with ``Transfer-Encoding: chunked``."""
-    _, _, rest = response.partition(b"\r\n\r\n")
-    body = []
-    while rest:
-        size_line, _, rest = rest.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        body.append(rest[:size])
-        rest = rest[size + 2 :]
-    return b"".join(body)
-
-
 def _job(port: int, raw: bytes) -> tuple[float, float, list[float]]:
     """Send one request; return (t_start, t_processing_complete, OCR duration_ms per image).
 
@@ -200,7 +187,7 @@ def _job(port: int, raw: bytes) -> tuple[float, float, list[float]]:
                 end = time.perf_counter()
             if _ended(chunks):
                 break
-    received = _dechunk(b"".join(chunks))
+    received = dechunk(b"".join(chunks).partition(b"\r\n\r\n")[2])
     durations: list[float] = []
     complete: dict[str, int] = {}
     for line in received.split(b"\n"):

@@ -21,6 +21,7 @@ from ocrstream.direct import ChunkWriter, ConnectionBroken
 from ocrstream.fanout import FanOut, Reader
 from ocrstream.registry import JobHandle, JobRegistry
 from ocrstream.sse import SSEDecoder, SSEMessage
+from tests.chunked import take_chunks
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -28,23 +29,6 @@ if TYPE_CHECKING:
     from ocrstream.stream import FrameSource
 
 FIRST_RING_ID = 1000
-
-
-def dechunk(buffer: bytearray) -> bytes:
-    """Take the complete HTTP/1.1 chunks off the front of ``buffer``: their payload."""
-    payload = bytearray()
-    while True:
-        end = buffer.find(b"\r\n")
-        if end < 0:
-            break
-        size = int(buffer[:end], 16)
-        assert size > 0, "the loop never writes an empty (last) chunk"
-        if len(buffer) < end + 2 + size + 2:
-            break
-        assert buffer[end + 2 + size : end + 4 + size] == b"\r\n", "chunk framing"
-        payload += buffer[end + 2 : end + 2 + size]
-        del buffer[: end + 4 + size]
-    return bytes(payload)
 
 
 @dataclass
@@ -79,7 +63,9 @@ class Watcher:
             if not data:
                 return
             self._raw += data
-            self.got(dechunk(self._raw))
+            payload, ended = take_chunks(self._raw)
+            assert not ended, "the loop never writes the last chunk"
+            self.got(payload)
 
     def pause(self) -> None:
         if self.reading.is_set():  # a second pause must not strand the first one's waiter

@@ -17,6 +17,7 @@ from ocrstream import create_app
 from ocrstream.config import load_settings
 from ocrstream.serve import run_server
 from ocrstream.sse import SSEDecoder
+from tests.chunked import dechunk
 
 if TYPE_CHECKING:
     from ocrstream.app import OCRStreamApp
@@ -156,19 +157,6 @@ async def read_response(stream: trio.SocketStream, timeout: float = 10) -> bytes
                     break
                 data += chunk
     return data
-
-
-def dechunk(body: bytes) -> bytes:
-    """Undo HTTP/1.1 chunked framing (as far as the body goes)."""
-    out = b""
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2 :]
-    return out
 
 
 def sse_events(raw: bytes) -> list[dict[str, Any]]:
