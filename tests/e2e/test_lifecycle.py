@@ -175,17 +175,15 @@ async def test_shutdown_lets_jobs_finish_then_ends_them(start_server: StartServe
     stream = await raw_request(server.port, head(len(body)), body[:100])
     received = await read_until(stream, b"\r\n\r\n")
     server.shutdown.set()
-    started = trio.current_time()
     events = sse_events(received + await read_response(stream))
     assert [e["type"] for e in events] == ["processing_error"]
     assert events[0]["data"]["error"]["code"] == "shutting_down"
     assert server.app.state.registry.statistics().running_jobs == 0
-    # The firehose reader gets that event too, then its stream's last chunk, well before
-    # Hypercorn's graceful timeout (grace + 5 s) would cut it.
+    # The firehose reader gets that event too, then its stream's last chunk: ended, not
+    # cut at Hypercorn's graceful timeout (grace + 5 s), which closes without one.
     raw = await read_response(firehose)
     assert raw.endswith(b"\r\n0\r\n\r\n"), "ended, not cut"
     assert sse_events(raw) == events
-    assert trio.current_time() - started < 4
 
 
 async def test_watcher_sees_the_uploaders_stream(

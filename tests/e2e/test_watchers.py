@@ -127,18 +127,34 @@ async def test_an_http10_watcher_gets_a_close_delimited_body(
     await server.wait_idle()
 
 
-async def test_firehose_readers_get_every_event_and_a_leaving_one_frees_its_slot(
-    start_server: StartServer, client: httpx.AsyncClient
-) -> None:
-    server = await start_server(admin_token=ADMIN, keepalive_interval=0.2)
-    readers = [StrictClient(await trio.open_tcp_stream("127.0.0.1", server.port)) for _ in range(3)]
+async def _firehose_readers(server: LiveServer, count: int) -> list[StrictClient]:
+    readers = [
+        StrictClient(await trio.open_tcp_stream("127.0.0.1", server.port)) for _ in range(count)
+    ]
     for reader in readers:
         await reader.send("GET", "/api/events", Authorization=f"Bearer {ADMIN}")
         assert (await reader.response()).status_code == 200
-    await server.wait_streams(3)
-    leaving = readers.pop()
+    await server.wait_streams(count)
+    return readers
+
+
+async def test_a_leaving_firehose_reader_frees_its_slot_before_any_write(
+    start_server: StartServer,
+) -> None:
+    # Nothing is published and the keep-alive is an hour away: only the client's
+    # leaving itself (http.disconnect) can free the slot, not a failed write.
+    server = await start_server(admin_token=ADMIN, keepalive_interval=3600)
+    (leaving,) = await _firehose_readers(server, 1)
     await leaving.stream.aclose()
-    await server.wait_streams(2, timeout=5)  # noticed at once, not at the next write
+    await server.wait_streams(0, timeout=5)
+    assert server.app.state.fanout.statistics().readers == 0
+
+
+async def test_firehose_readers_get_every_event_then_keepalives(
+    start_server: StartServer, client: httpx.AsyncClient
+) -> None:
+    server = await start_server(admin_token=ADMIN, keepalive_interval=0.2)
+    readers = await _firehose_readers(server, 2)
     uploaded = await _job(server, client, files=2)
     for reader in readers:
         with trio.fail_after(10):
