@@ -291,18 +291,26 @@ async def test_publishing_only_marks_readers_the_loop_does_the_writing() -> None
             fanout._remove(reader)
 
 
-async def test_keepalives_go_to_quiet_readers_only() -> None:
-    async with rig(keepalive=0.2) as r:
+async def test_keepalives_go_to_quiet_readers_only(mock_clock: trio.testing.MockClock) -> None:
+    # Trio's clock stands still unless the test moves it: no wall-clock timing here.
+    async with rig(keepalive=10) as r:
         handle = r.registry.create()
         quiet = await r.watch(r.registry.subscribe(handle), handle.job_id)
         asgi = await r.watch(r.ring.subscribe(), None, direct=False)
-        await until(lambda: quiet.keepalives >= 2 and asgi.keepalives >= 2)
-        assert quiet.messages == []
-        handle.publish(_received(0))
-        await until(lambda: len(quiet.messages) == 1)
-        before = quiet.keepalives
-        await trio.sleep(0.1)
-        assert quiet.keepalives == before, "no keep-alive right after an event"
+
+        async def at(elapsed: float) -> tuple[int, int]:
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(elapsed)
+            await trio.testing.wait_all_tasks_blocked()
+            return quiet.keepalives, asgi.keepalives
+
+        assert await at(9.9) == (0, 0)
+        assert await at(0.1) == (1, 1), "after 10 s of silence"
+        assert await at(5) == (1, 1)
+        handle.publish(_received(0))  # t=15: both get it (the asgi reader is the firehose)
+        assert await at(9) == (1, 1), "t=24: the event reset the silence"
+        assert len(quiet.messages) == len(asgi.messages) == 1
+        assert await at(1) == (2, 2), "t=25: 10 s after the event"
 
 
 async def test_ending_the_streams_sends_what_is_waiting_then_ends_each_one() -> None:
