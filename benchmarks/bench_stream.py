@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from typing import TYPE_CHECKING
 
-from ocrstream.config import load_settings
-from ocrstream.pipeline import JobOptions, run_job
-from ocrstream.registry import JobRegistry
+from ocrstream.core.config import load_settings
+from ocrstream.service.memory.registry import JobRegistry
+from ocrstream.service.pipeline import JobOptions, run_job
 from tests.e2e.served import listening_process
 from tests.images import Upload, multipart_body
 

@@ -1,6 +1,6 @@
 """The ``ocrstream`` command: ``serve``, ``submit FILES…`` and ``watch JOB_ID``.
 
-Exit codes of ``submit`` and ``watch`` (see :mod:`ocrstream.progress`): 0 every file
+Exit codes of ``submit`` and ``watch`` (see :mod:`ocrstream.client.terminal`): 0 every file
 valid (and recognised); 1 the job finished but some file was invalid or failed OCR;
 2 bad arguments or configuration; 3 the job ended with ``processing_error``; 4 the
 server refused the request; 5 the server could not be reached or the stream broke off.
@@ -19,8 +19,8 @@ import httpx
 import trio
 from rich.text import Text
 
-from .config import load_settings
-from .errors import ConfigError
+from ocrstream.core.config import load_settings
+from ocrstream.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,8 +34,8 @@ async def _client_command(arguments: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from .client import OCRStreamClient, ProblemError
-    from .progress import EXIT_CONNECTION, EXIT_REFUSED, JobView
+    from ocrstream.client.client import OCRStreamClient, ProblemError
+    from ocrstream.client.terminal import EXIT_CONNECTION, EXIT_REFUSED, JobView
 
     console = Console(stderr=arguments.json, soft_wrap=True)
     token = arguments.token or os.environ.get("OCRSTREAM_API_TOKEN")
@@ -120,8 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"ocrstream: {error.message}", file=sys.stderr)
         return 2
-    from .engines.base import EngineUnavailable
-    from .serve import check_engine, run_server
+    from ocrstream.engines.base import EngineUnavailable
+    from ocrstream.http.serve import check_engine, run_server
 
     try:
         check_engine(settings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ocrstream import events as ev
+from ocrstream.core import events as ev
 
 __all__ = ["one_of_each"]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from ocrstream.validation import identify_format
+from ocrstream.core.validation import identify_format
 from tests.images import FORMATS, make_image, truncated
 
 __all__ = ["GeneratedFile", "file_mixes", "files"]

@@ -10,8 +10,8 @@ import trio
 import trio.testing
 
 from ocrstream import create_app
-from ocrstream.config import load_settings
-from ocrstream.sse import SSEDecoder
+from ocrstream.core.config import load_settings
+from ocrstream.core.sse import SSEDecoder
 from tests.images import Upload, make_image, multipart_body
 from tests.ordering import check_stream
 

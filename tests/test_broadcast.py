@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ocrstream import events as ev
-from ocrstream.broadcast import Broadcaster, RingSubscription
-from ocrstream.sse import SSEDecoder
+from ocrstream.core import events as ev
+from ocrstream.core.sse import SSEDecoder
+from ocrstream.service.memory.broadcast import Broadcaster, RingSubscription
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ocrstream.config import MIB, load_settings
-from ocrstream.errors import ConfigError
+from ocrstream.core.config import MIB, load_settings
+from ocrstream.core.errors import ConfigError
 
 
 def test_defaults_match_the_spec() -> None:

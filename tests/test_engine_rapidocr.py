@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from ocrstream.engines import rapidocr
 from ocrstream.engines.base import EngineUnavailable, PageText
+from ocrstream.engines.rapidocr import adapter, spacing
 from tests.engine_contract import (
     assert_page_contract,
     assert_reading_order,
@@ -65,15 +66,31 @@ def test_available_here() -> None:
 
 def test_load_builds_the_engine_once() -> None:
     rapidocr.load()
-    first = rapidocr._ENGINE
+    first = adapter._ENGINE
     rapidocr.load()
     assert first is not None
-    assert rapidocr._ENGINE is first
+    assert adapter._ENGINE is first
     assert first.spacing, "the spacing taps did not fit this rapidocr-onnxruntime"
 
 
+def _thread_settings() -> list[tuple[int, int]]:
+    """(intra-op, inter-op) threads of each ONNX Runtime session of the loaded engine.
+
+    Reads rapidocr-onnxruntime 1.4.x internals.
+    """
+    rapidocr.load()
+    assert adapter._ENGINE is not None
+    ocr = adapter._ENGINE.ocr
+    sessions = [ocr.text_det.infer, ocr.text_cls.infer, ocr.text_rec.session]
+    settings = []
+    for wrapper in sessions:
+        options = wrapper.session.get_session_options()
+        settings.append((int(options.intra_op_num_threads), int(options.inter_op_num_threads)))
+    return settings
+
+
 def test_runs_single_threaded() -> None:
-    assert rapidocr._thread_settings() == [(1, 1)] * 3
+    assert _thread_settings() == [(1, 1)] * 3
 
 
 def test_invoice_lines_read_exactly(
@@ -180,9 +197,9 @@ CROP = _line_crop([(7, 17), (23, 33), (39, 49), (79, 89), (95, 105)])
 )
 def test_respace(space: dict[int, float], expected: str) -> None:
     probs = _probabilities(FRAMES, space)
-    assert rapidocr._respace(probs, CROP, 128 / 48, "aabab", CLASSES) == expected
+    assert spacing.respace(probs, CROP, 128 / 48, "aabab", CLASSES) == expected
 
 
 def test_respace_keeps_text_when_decoding_differs() -> None:
     probs = _probabilities(FRAMES, {7: 0.5})
-    assert rapidocr._respace(probs, CROP, 128 / 48, "different", CLASSES) == "different"
+    assert spacing.respace(probs, CROP, 128 / 48, "different", CLASSES) == "different"

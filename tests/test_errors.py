@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ocrstream import errors
+from ocrstream.core import errors
 
 
 @pytest.mark.parametrize(

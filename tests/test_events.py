@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ocrstream import events as ev
+from ocrstream.core import events as ev
 from tests.samples import one_of_each
 
 

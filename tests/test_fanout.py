@@ -15,18 +15,18 @@ import trio.testing
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from ocrstream import events as ev
-from ocrstream.broadcast import Broadcaster
-from ocrstream.direct import ChunkWriter, ConnectionBroken
-from ocrstream.fanout import FanOut, Reader
-from ocrstream.registry import JobHandle, JobRegistry
-from ocrstream.sse import SSEDecoder, SSEMessage
+from ocrstream.core import events as ev
+from ocrstream.core.sse import SSEDecoder, SSEMessage
+from ocrstream.http.direct import ChunkWriter, ConnectionBroken
+from ocrstream.http.fanout import FanOut, Reader
+from ocrstream.service.memory.broadcast import Broadcaster
+from ocrstream.service.memory.registry import JobHandle, JobRegistry
 from tests.chunked import take_chunks
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from ocrstream.stream import FrameSource
+    from ocrstream.service.cursor import FrameSource
 
 FIRST_RING_ID = 1000
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 import trio.testing
 
-from ocrstream.sse import SSEDecoder, SSEMessage
+from ocrstream.core.sse import SSEDecoder, SSEMessage
 from tests.images import Upload, make_image, multipart_body
 from tests.test_app import BOUNDARY, MULTIPART, _app, _events, serving
 

@@ -7,14 +7,14 @@ import pytest
 import trio
 import trio.testing
 
-from ocrstream.errors import (
+from ocrstream.core.errors import (
     MalformedRequest,
     ProcessingError,
     RequestTooLarge,
     TooManyParts,
     UploadTimeout,
 )
-from ocrstream.intake import (
+from ocrstream.service.intake import (
     MAX_FIELD_SIZE,
     SPOOL_THRESHOLD,
     IntakeLimits,

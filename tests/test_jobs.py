@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ocrstream import events as ev
-from ocrstream.jobs import JobClosedError, JobRecord, JobStatus
+from ocrstream.core import events as ev
+from ocrstream.core.jobs import JobClosedError, JobRecord, JobStatus
 
 
 def _error(code: str) -> ev.ProcessingError:

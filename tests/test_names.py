@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ocrstream.names import MAX_NAME_LENGTH, sanitize_file_name
+from ocrstream.core.names import MAX_NAME_LENGTH, sanitize_file_name
 
 
 def test_last_path_component_of_either_separator() -> None:

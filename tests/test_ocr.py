@@ -11,9 +11,9 @@ import trio
 import trio.testing
 from PIL import Image, PngImagePlugin
 
+from ocrstream.core.errors import OCRError
 from ocrstream.engines.fake import TEXT_KEY
-from ocrstream.errors import OCRError
-from ocrstream.ocr import FairScheduler, OCRService, open_ocr_service
+from ocrstream.service.ocr import FairScheduler, OCRService, open_ocr_service
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -18,12 +18,13 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from ocrstream import create_app
-from ocrstream import events as ev
-from ocrstream.config import Settings, load_settings
-from ocrstream.errors import RequestRefused
-from ocrstream.jobs import JobRecord
-from ocrstream.openapi import DOCS_CSP, build_openapi, docs_html, event_classes
-from ocrstream.sse import SSEDecoder
+from ocrstream.core import events as ev
+from ocrstream.core.config import Settings, load_settings
+from ocrstream.core.errors import RequestRefused
+from ocrstream.core.jobs import JobRecord
+from ocrstream.core.openapi import event_classes
+from ocrstream.core.sse import SSEDecoder
+from ocrstream.http.docs import DOCS_CSP, docs_html, openapi_document
 from tests.images import Upload, make_image, multipart_body
 from tests.samples import one_of_each
 
@@ -39,7 +40,7 @@ def _settings(**overrides: object) -> Settings:
 
 def _document(**overrides: object) -> dict[str, Any]:
     # Through JSON, exactly as a client receives it.
-    document: dict[str, Any] = json.loads(json.dumps(build_openapi(_settings(**overrides))))
+    document: dict[str, Any] = json.loads(json.dumps(openapi_document(_settings(**overrides))))
     return document
 
 
@@ -208,7 +209,7 @@ def _problem_schema(document: dict[str, Any], path: str, method: str, status: in
 
 async def test_a_real_upload_its_snapshot_and_refusals_match_the_document() -> None:
     settings = _settings()
-    document = json.loads(json.dumps(build_openapi(settings)))
+    document = json.loads(json.dumps(openapi_document(settings)))
     client = create_app(settings).test_client()
     body = multipart_body(
         [Upload(make_image("PNG"), "a.png", "image/png"), Upload(b"nope", "b.txt", "text/plain")],
@@ -274,7 +275,7 @@ async def test_openapi_json_is_served_without_a_token() -> None:
     response = await create_app(settings).test_client().get("/openapi.json")
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
-    assert await response.get_json() == json.loads(json.dumps(build_openapi(settings)))
+    assert await response.get_json() == json.loads(json.dumps(openapi_document(settings)))
 
 
 def _csp_source(source: str) -> str:

@@ -11,9 +11,9 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ocrstream.config import Settings, load_settings
-from ocrstream.pipeline import JobOptions, run_job
-from ocrstream.registry import JobHandle, JobRegistry
+from ocrstream.core.config import Settings, load_settings
+from ocrstream.service.memory.registry import JobHandle, JobRegistry
+from ocrstream.service.pipeline import JobOptions, run_job
 from tests.images import Upload, make_image, multipart_body
 from tests.ordering import check_stream
 from tests.strategies import MAX_FILE_SIZE, MAX_FILES, expected_outcome, file_mixes
@@ -192,7 +192,7 @@ async def test_a_bug_ends_the_job_with_internal_error(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("ocrstream.pipeline.inspect_image", broken)
+    monkeypatch.setattr("ocrstream.service.pipeline.inspect_image", broken)
     body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
     handle, events = await _run(body)
     assert events[-1]["type"] == "processing_error"

@@ -13,10 +13,10 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ocrstream.config import load_settings
-from ocrstream.ocr import OCRService
-from ocrstream.pipeline import JobOptions, run_job
-from ocrstream.registry import JobRegistry
+from ocrstream.core.config import load_settings
+from ocrstream.service.memory.registry import JobRegistry
+from ocrstream.service.ocr import OCRService
+from ocrstream.service.pipeline import JobOptions, run_job
 from tests.images import Upload, multipart_body
 from tests.ordering import check_stream
 from tests.strategies import MAX_FILE_SIZE, MAX_FILES, expected_outcome, file_mixes

@@ -3,8 +3,8 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from ocrstream import events as ev
-from ocrstream.registry import JobRegistry
+from ocrstream.core import events as ev
+from ocrstream.service.memory.registry import JobRegistry
 
 
 def _started() -> ev.UploadStarted:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ocrstream import events as ev
-from ocrstream.sse import KEEPALIVE, SSEDecoder, encode, encode_all, encode_comment
+from ocrstream.core import events as ev
+from ocrstream.core.sse import KEEPALIVE, SSEDecoder, encode, encode_all, encode_comment
 
 MOMENT = datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)
 

@@ -5,8 +5,8 @@ import io
 import pytest
 from PIL import Image
 
-from ocrstream.errors import ImageValidationError
-from ocrstream.validation import ImageFacts, check_upload, identify_format, inspect_image
+from ocrstream.core.errors import ImageValidationError
+from ocrstream.core.validation import ImageFacts, check_upload, identify_format, inspect_image
 from tests.images import FORMATS, bad_checksum_png, bomb_png, make_image, truncated
 
 ALL = frozenset(FORMATS)

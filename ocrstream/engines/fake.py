@@ -18,12 +18,12 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from .base import PageLine, PageText, join_lines
+from ocrstream.engines.base import PageLine, PageText, join_lines
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["NAME", "TEXT_KEY", "check_available", "load", "recognize"]
+__all__ = ["NAME", "TEXT_KEY", "FakeEngineError", "check_available", "load", "recognize"]
 
 NAME = "fake"
 #: The PNG text chunk the fake engine reads.

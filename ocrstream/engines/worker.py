@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from .base import PageText
+    from ocrstream.engines.base import PageText
 
 __all__ = ["ENGINE_MODULES", "engine_module", "init", "recognize_bytes", "retire", "rss_bytes"]
 

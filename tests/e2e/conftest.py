@@ -14,13 +14,13 @@ import pytest
 import trio
 
 from ocrstream import create_app
-from ocrstream.config import load_settings
-from ocrstream.serve import run_server
-from ocrstream.sse import SSEDecoder
+from ocrstream.core.config import load_settings
+from ocrstream.core.sse import SSEDecoder
+from ocrstream.http.serve import run_server
 from tests.chunked import dechunk
 
 if TYPE_CHECKING:
-    from ocrstream.app import OCRStreamApp
+    from ocrstream.http.app import OCRStreamApp
 
 BOUNDARY = "ocrstream-test-boundary"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"

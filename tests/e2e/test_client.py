@@ -13,8 +13,8 @@ import httpx
 import pytest
 import trio
 
-from ocrstream.client import JobFailed, OCRStreamClient, ProblemError, Upload
-from ocrstream.sse import SSEDecoder
+from ocrstream.client.client import JobFailed, OCRStreamClient, ProblemError, Upload
+from ocrstream.core.sse import SSEDecoder
 from tests.e2e.served import serve_in_subprocess
 from tests.ordering import check_stream
 from tests.test_ocr import scripted_png

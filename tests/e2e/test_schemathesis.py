@@ -33,9 +33,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from ocrstream.config import load_settings
-from ocrstream.openapi import build_openapi
-from ocrstream.sse import SSEDecoder
+from ocrstream.core.config import load_settings
+from ocrstream.core.sse import SSEDecoder
+from ocrstream.http.docs import openapi_document
 from tests.e2e.served import serve_in_subprocess
 from tests.images import Upload, make_image, multipart_body
 from tests.ordering import TERMINAL, check_stream
@@ -124,7 +124,7 @@ def api_schema(server_url: str) -> BaseSchema:
 
 
 def _operations(**overrides: object) -> list[tuple[str, str]]:
-    document = build_openapi(load_settings({}, ocr_engine="none", **overrides))
+    document = openapi_document(load_settings({}, ocr_engine="none", **overrides))
     paths = document["paths"]
     assert isinstance(paths, dict)
     return [(method.upper(), path) for path, item in paths.items() for method in item]
@@ -136,7 +136,7 @@ JOB_OPERATIONS = [(method, path) for method, path in OPERATIONS if "{job_id}" in
 
 def test_the_served_document_is_the_generated_one(server_url: str) -> None:
     served = httpx.get(f"{server_url}/openapi.json", timeout=10).json()
-    assert served == json.loads(json.dumps(build_openapi(load_settings({}, ocr_engine="none"))))
+    assert served == json.loads(json.dumps(openapi_document(load_settings({}, ocr_engine="none"))))
 
 
 def _run(

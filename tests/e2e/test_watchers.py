@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from ocrstream.sse import SSEDecoder
+from ocrstream.core.sse import SSEDecoder
 from tests.e2e.conftest import (
     BOUNDARY,
     head,

@@ -1,0 +1,338 @@
+"""The SPEC's event types as frozen values, and their JSON envelope.
+
+Every event is a frozen, slotted, keyword-only dataclass whose fields are exactly the
+``data`` object of SPEC.md; ``Event`` is their union. Don't subclass them. The wire
+format (one line of JSON in an SSE frame) lives in :mod:`ocrstream.core.sse`; this module
+only turns values into JSON-ready dicts and back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from ocrstream.core.errors import OCR_ERROR_CODES, PROCESSING_ERROR_CODES, VALIDATION_ERROR_CODES
+
+__all__ = [
+    "EVENT_TYPES",
+    "TERMINAL_TYPES",
+    "AllImagesValidated",
+    "Envelope",
+    "ErrorInfo",
+    "Event",
+    "ImageOCRError",
+    "ImageOCRStart",
+    "ImageOCRSuccess",
+    "ImageReceived",
+    "ImageValidationError",
+    "ImageValidationStart",
+    "ImageValidationSuccess",
+    "OCRLine",
+    "ProcessingComplete",
+    "ProcessingError",
+    "StreamLagged",
+    "UploadStarted",
+    "format_timestamp",
+    "parse_envelope",
+]
+
+_ALL_ERROR_CODES = frozenset(VALIDATION_ERROR_CODES + PROCESSING_ERROR_CODES + OCR_ERROR_CODES)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorInfo:
+    """``{code, message}`` of every error event."""
+
+    code: str
+    message: str
+
+    def __post_init__(self) -> None:
+        _require(self.code in _ALL_ERROR_CODES, f"unknown error code {self.code!r}")
+        _require(bool(self.message), "an error needs a message")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OCRLine:
+    """One recognised line: text, confidence 0-1 and bbox [x0, y0, x1, y1] in pixels."""
+
+    text: str
+    confidence: float
+    bbox: tuple[int, int, int, int]
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.confidence <= 1.0, "confidence must be within 0..1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadStarted:
+    type: ClassVar[str] = "upload_started"
+    file_count: int
+    total_bytes: int
+
+    def __post_init__(self) -> None:
+        _require(self.file_count >= 0 and self.total_bytes >= 0, "counts are never negative")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageReceived:
+    type: ClassVar[str] = "image_received"
+    file_index: int
+    file_name: str
+    size_bytes: int
+    content_type: str | None
+
+    def __post_init__(self) -> None:
+        _require(self.file_index >= 0 and self.size_bytes >= 0, "indexes are never negative")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageValidationStart:
+    type: ClassVar[str] = "image_validation_start"
+    file_index: int
+    file_name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageValidationSuccess:
+    type: ClassVar[str] = "image_validation_success"
+    file_index: int
+    file_name: str
+    size_bytes: int
+    format: str
+    width: int
+    height: int
+    mode: str
+
+    def __post_init__(self) -> None:
+        _require(self.width > 0 and self.height > 0, "a valid image has pixels")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageValidationError:
+    type: ClassVar[str] = "image_validation_error"
+    file_index: int
+    file_name: str
+    size_bytes: int
+    error: ErrorInfo
+
+    def __post_init__(self) -> None:
+        _require(self.error.code in VALIDATION_ERROR_CODES, "not a validation error code")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AllImagesValidated:
+    type: ClassVar[str] = "all_images_validated"
+    file_count: int
+    valid_count: int
+    invalid_count: int
+
+    def __post_init__(self) -> None:
+        _require(self.valid_count + self.invalid_count == self.file_count, "counts must add up")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageOCRStart:
+    type: ClassVar[str] = "image_ocr_start"
+    file_index: int
+    file_name: str
+    engine: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageOCRSuccess:
+    type: ClassVar[str] = "image_ocr_success"
+    file_index: int
+    file_name: str
+    text: str
+    lines: tuple[OCRLine, ...]
+    duration_ms: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageOCRError:
+    type: ClassVar[str] = "image_ocr_error"
+    file_index: int
+    file_name: str
+    error: ErrorInfo
+
+    def __post_init__(self) -> None:
+        _require(self.error.code in OCR_ERROR_CODES, "not an OCR error code")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessingComplete:
+    type: ClassVar[str] = "processing_complete"
+    file_count: int
+    valid_count: int
+    invalid_count: int
+    ocr_success_count: int
+    ocr_error_count: int
+    duration_ms: float
+
+    def __post_init__(self) -> None:
+        _require(self.valid_count + self.invalid_count == self.file_count, "counts must add up")
+        _require(
+            self.ocr_success_count + self.ocr_error_count <= self.valid_count,
+            "only valid files are recognised",
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessingError:
+    type: ClassVar[str] = "processing_error"
+    error: ErrorInfo
+
+    def __post_init__(self) -> None:
+        _require(self.error.code in PROCESSING_ERROR_CODES, "not a processing error code")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamLagged:
+    type: ClassVar[str] = "stream_lagged"
+    missed: int
+    resume_seq: int
+
+    def __post_init__(self) -> None:
+        _require(self.missed > 0, "a lag report means something was missed")
+
+
+Event = (
+    UploadStarted
+    | ImageReceived
+    | ImageValidationStart
+    | ImageValidationSuccess
+    | ImageValidationError
+    | AllImagesValidated
+    | ImageOCRStart
+    | ImageOCRSuccess
+    | ImageOCRError
+    | ProcessingComplete
+    | ProcessingError
+    | StreamLagged
+)
+
+_CLASSES: dict[str, type[Event]] = {
+    cls.type: cls
+    for cls in (
+        UploadStarted,
+        ImageReceived,
+        ImageValidationStart,
+        ImageValidationSuccess,
+        ImageValidationError,
+        AllImagesValidated,
+        ImageOCRStart,
+        ImageOCRSuccess,
+        ImageOCRError,
+        ProcessingComplete,
+        ProcessingError,
+        StreamLagged,
+    )
+}
+EVENT_TYPES: tuple[str, ...] = tuple(_CLASSES)
+TERMINAL_TYPES = frozenset({ProcessingComplete.type, ProcessingError.type})
+
+
+def format_timestamp(moment: datetime) -> str:
+    """RFC 3339 UTC with milliseconds, e.g. ``2026-11-29T23:02:30.123Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Envelope:
+    """One event as it goes on the wire: ``{type, timestamp, job_id, seq, data}``.
+
+    ``job_id`` and ``seq`` are ``None`` only for ``stream_lagged``, which belongs to
+    no job.
+    """
+
+    event: Event
+    job_id: str | None
+    seq: int | None
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        if isinstance(self.event, StreamLagged):
+            _require(self.job_id is None and self.seq is None, "stream_lagged has no job")
+        else:
+            _require(self.job_id is not None and self.seq is not None, "job events need ids")
+            _require(self.seq is not None and self.seq >= 0, "seq starts at 0")
+
+    @property
+    def type(self) -> str:
+        """The event's SPEC type name."""
+        return self.event.type
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for ``processing_complete`` and ``processing_error``."""
+        return self.event.type in TERMINAL_TYPES
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON-ready envelope."""
+        return {
+            "type": self.event.type,
+            "timestamp": format_timestamp(self.timestamp),
+            "job_id": self.job_id,
+            "seq": self.seq,
+            "data": dataclasses.asdict(self.event),
+        }
+
+    def to_json(self) -> str:
+        """The envelope as one line of compact JSON (no raw newline can occur in it)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def _build(cls: type[Event], data: dict[str, object]) -> Event:
+    values = dict(data)
+    if "error" in values and isinstance(values["error"], dict):
+        values["error"] = ErrorInfo(**{str(k): v for k, v in values["error"].items()})
+    if "lines" in values and isinstance(values["lines"], list):
+        values["lines"] = tuple(
+            OCRLine(text=line["text"], confidence=line["confidence"], bbox=tuple(line["bbox"]))
+            for line in values["lines"]
+        )
+    # Field types are checked by the dataclasses' own validation and by TypeError.
+    return cls(**values)  # type: ignore[arg-type]
+
+
+def parse_envelope(document: dict[str, object]) -> Envelope:
+    """Rebuild an :class:`Envelope` from its decoded JSON (clients and tests use this).
+
+    Args:
+        document: the decoded ``data:`` JSON of one frame.
+
+    Returns:
+        The typed envelope.
+
+    Raises:
+        ValueError: unknown type, missing or invalid fields.
+    """
+    type_name = document.get("type")
+    if not isinstance(type_name, str) or type_name not in _CLASSES:
+        raise ValueError(f"unknown event type {type_name!r}")
+    data = document.get("data")
+    if not isinstance(data, dict):
+        raise ValueError("event data must be an object")
+    try:
+        event = _build(_CLASSES[type_name], {str(k): v for k, v in data.items()})
+    except TypeError as error:
+        raise ValueError(f"bad {type_name} data: {error}") from None
+    job_id = document.get("job_id")
+    seq = document.get("seq")
+    timestamp = document.get("timestamp")
+    if not isinstance(timestamp, str):
+        raise ValueError("timestamp must be a string")
+    return Envelope(
+        event=event,
+        job_id=job_id if isinstance(job_id, str) else None,
+        seq=seq if isinstance(seq, int) else None,
+        timestamp=datetime.fromisoformat(timestamp.replace("Z", "+00:00")),
+    )

@@ -1,0 +1,191 @@
+"""Validation: a file's bytes become image facts, or a validation error with its code.
+
+Pure and synchronous (callers run :func:`inspect_image` in a worker thread). The order
+of checks is the SPEC's: count, emptiness and size first (no bytes need reading),
+then the format judged from the bytes alone (never from the name or declared type),
+then the pixel budget read from the header *before* any decoding, then a full decode
+that catches truncation and corruption.
+
+Decompression bombs: Pillow's own guard (``Image.MAX_IMAGE_PIXELS``, see Pillow's
+"Image file formats / Decompression bombs" docs) warns at one limit and raises at
+twice it, process-wide. The service needs one configurable limit that refuses the
+image unopened, so it checks ``width x height`` itself against MAX_IMAGE_PIXELS right
+after the header is parsed, and turns Pillow's global guard off to avoid a second,
+different threshold (and a warning that would race between threads).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING
+
+from PIL import Image, UnidentifiedImageError
+
+from ocrstream.core.errors import ImageValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+__all__ = ["SNIFF_BYTES", "ImageFacts", "check_upload", "identify_format", "inspect_image"]
+
+Image.MAX_IMAGE_PIXELS = None  # see the module docstring: the service enforces its own
+
+#: Bytes read to identify a format.
+SNIFF_BYTES = 64
+
+# Signatures of the formats the service can accept, as Pillow names them.
+_ACCEPTABLE_SIGNATURES: tuple[tuple[str, re.Pattern[bytes]], ...] = (
+    ("JPEG", re.compile(rb"\A\xff\xd8\xff")),
+    ("PNG", re.compile(rb"\A\x89PNG\r\n\x1a\n")),
+    ("GIF", re.compile(rb"\AGIF8[79]a")),
+    ("WEBP", re.compile(rb"\ARIFF....WEBP", re.DOTALL)),
+    ("TIFF", re.compile(rb"\A(?:II\*\x00|MM\x00\*|II\+\x00|MM\x00\+)")),
+    ("BMP", re.compile(rb"\ABM")),
+)
+# Other image formats, recognised only to say "unsupported" rather than "not an image".
+_OTHER_SIGNATURES: tuple[tuple[str, re.Pattern[bytes]], ...] = (
+    ("ICO", re.compile(rb"\A\x00\x00[\x01\x02]\x00")),
+    ("PSD", re.compile(rb"\A8BPS")),
+    ("JPEG2000", re.compile(rb"\A(?:\x00\x00\x00\x0cjP  \r\n\x87\n|\xff\x4f\xff\x51)")),
+    ("PPM", re.compile(rb"\AP[1-7][ \t\r\n]")),
+    ("HEIF", re.compile(rb"\A....ftyp(?:hei[cmsx]|hev[cmsx]|mif1|msf1|avif|avis)", re.DOTALL)),
+    ("JPEGXL", re.compile(rb"\A(?:\xff\x0a|\x00\x00\x00\x0cJXL \r\n\x87\n)")),
+    ("QOI", re.compile(rb"\Aqoif")),
+    ("DDS", re.compile(rb"\ADDS ")),
+    ("ICNS", re.compile(rb"\Aicns")),
+    ("SVG", re.compile(rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?<svg[\s>]", re.IGNORECASE)),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageFacts:
+    """What validation learnt of a good image; ``format`` as SPEC.md names it."""
+
+    format: str
+    width: int
+    height: int
+    mode: str
+
+
+def check_upload(*, file_index: int, size_bytes: int, max_files: int, max_file_size: int) -> None:
+    """The checks that need no image bytes: count, emptiness, size.
+
+    Args:
+        file_index: the file's 0-based index in the body.
+        size_bytes: the part's full size (counted even past the limit).
+        max_files: MAX_FILES.
+        max_file_size: MAX_FILE_SIZE in bytes.
+
+    Raises:
+        ImageValidationError: ``too_many_files``, ``empty_file`` or ``file_too_large``.
+    """
+    if file_index >= max_files:
+        raise ImageValidationError(
+            "too_many_files",
+            f"file {file_index + 1} is over the limit of {max_files} files per request (MAX_FILES)",
+        )
+    if size_bytes == 0:
+        raise ImageValidationError("empty_file", "the file is empty (0 bytes)")
+    if size_bytes > max_file_size:
+        raise ImageValidationError(
+            "file_too_large",
+            f"the file is {size_bytes} bytes; the limit is {max_file_size} bytes (MAX_FILE_SIZE)",
+        )
+
+
+def identify_format(head: bytes) -> tuple[str, bool] | None:
+    """Name the image format of a file from its first bytes.
+
+    Args:
+        head: at least the first :data:`SNIFF_BYTES` bytes (fewer if the file is shorter).
+
+    Returns:
+        ``(format, acceptable)``: acceptable is True for the formats the service can
+        be configured to accept; None when the bytes are no image format known here.
+    """
+    for name, signature in _ACCEPTABLE_SIGNATURES:
+        if signature.match(head):
+            return name, True
+    for name, signature in _OTHER_SIGNATURES:
+        if signature.match(head):
+            return name, False
+    return None
+
+
+def _canonical(pillow_format: str | None, sniffed: str) -> str:
+    # Pillow calls multi-picture camera JPEGs "MPO"; they are JPEG to a client.
+    if pillow_format in {None, "MPO"}:
+        return sniffed
+    return pillow_format
+
+
+def inspect_image(
+    source: IO[bytes], *, max_pixels: int, allowed_formats: Collection[str]
+) -> ImageFacts:
+    """Identify, bound and fully decode one image.
+
+    Args:
+        source: a seekable binary file holding the whole image.
+        max_pixels: MAX_IMAGE_PIXELS; a larger width x height is refused undecoded.
+        allowed_formats: the formats accepted (ALLOWED_FORMATS).
+
+    Returns:
+        The image's format, width, height and mode.
+
+    Raises:
+        ImageValidationError: ``not_an_image``, ``unsupported_format``,
+            ``image_too_large`` or ``corrupt_image``.
+    """
+    source.seek(0)
+    identified = identify_format(source.read(SNIFF_BYTES))
+    if identified is None:
+        raise ImageValidationError(
+            "not_an_image", "the bytes are not an image in any format known here"
+        )
+    sniffed, acceptable = identified
+    allowed = sorted(allowed_formats)
+    if not acceptable or sniffed not in allowed_formats:
+        raise ImageValidationError(
+            "unsupported_format",
+            f"the file is {sniffed}; accepted formats are {', '.join(allowed)} (ALLOWED_FORMATS)",
+        )
+    try:
+        source.seek(0)
+        with Image.open(source, formats=[sniffed]) as image:
+            width, height = image.size
+            facts = ImageFacts(
+                format=_canonical(image.format, sniffed),
+                width=width,
+                height=height,
+                mode=image.mode,
+            )
+            # The pixel budget is judged from the header alone, before any decoding.
+            if width * height > max_pixels:
+                raise ImageValidationError(
+                    "image_too_large",
+                    f"the image is {width}x{height} = {width * height} pixels; the limit is "
+                    f"{max_pixels} pixels (MAX_IMAGE_PIXELS)",
+                )
+            if width <= 0 or height <= 0:
+                raise ImageValidationError("corrupt_image", "the image has no pixels")
+            # verify() checks what decoding alone may not (PNG chunk CRCs, for one)…
+            image.verify()
+        source.seek(0)
+        with Image.open(source, formats=[sniffed]) as image:
+            # …and load() decodes every pixel of the first frame, catching truncation.
+            image.load()
+    except ImageValidationError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageValidationError(
+            "corrupt_image", f"the file starts like {sniffed} but its header cannot be read"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as error:
+        # Pillow reports broken data with these, e.g. "image file is truncated",
+        # "broken PNG file", "Truncated File Read"; their text helps the client.
+        detail = str(error) or type(error).__name__
+        raise ImageValidationError(
+            "corrupt_image", f"the {sniffed} data cannot be decoded: {detail}"
+        ) from None
+    return facts

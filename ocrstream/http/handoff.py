@@ -1,0 +1,108 @@
+"""Watcher streams leave Quart once their response has started.
+
+A route decides everything about a watcher stream in Quart: authorisation, 404 or
+204, the MAX_STREAMS slot, the subscription, the response head. It then hands the
+subscription over (:meth:`HandOff.accept`) and returns an empty streaming response.
+This ASGI middleware, wrapped around the Quart app, lets that response's head
+through, keeps back its end, and once Quart is done with the request (its request
+object, contexts and tasks all released) goes on serving the stream itself in the
+same ASGI call: the fan-out writes its events (:mod:`ocrstream.http.fanout`), and this
+call only waits for the client to leave. Quart's cost is paid once per stream, not
+once per event, and an idle watcher holds one task and a few small objects.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ocrstream.http.direct import chunk_writer_for
+from ocrstream.http.fanout import FanOut, Reader
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from hypercorn.typing import (
+        ASGIReceiveCallable,
+        ASGISendCallable,
+        ASGISendEvent,
+        Scope,
+    )
+
+    from ocrstream.service.cursor import FrameSource
+
+__all__ = ["HANDOFF_KEY", "HandOff", "WatcherStreams"]
+
+#: Where a GET request's scope carries its :class:`HandOff` (an ocrstream extension).
+HANDOFF_KEY = "ocrstream.http.handoff"
+
+
+class HandOff:
+    """A watcher stream given by its route to the middleware, with its cleanup."""
+
+    __slots__ = ("_cleanup", "job_id", "source", "started")
+
+    def __init__(self) -> None:
+        self.source: FrameSource | None = None
+        self.job_id: str | None = None
+        #: True once a 200 head for this stream has been sent.
+        self.started = False
+        self._cleanup: Callable[[], None] | None = None
+
+    def accept(self, source: FrameSource, job_id: str | None, cleanup: Callable[[], None]) -> None:
+        """Take the stream: ``cleanup`` (sync) runs exactly once, however it ends."""
+        self.source, self.job_id, self._cleanup = source, job_id, cleanup
+
+    @property
+    def accepted(self) -> bool:
+        """True when a route handed a stream over."""
+        return self.source is not None
+
+    def close(self) -> None:
+        """Run the cleanup, once."""
+        cleanup, self._cleanup = self._cleanup, None
+        if cleanup is not None:
+            cleanup()
+
+
+class WatcherStreams:
+    """ASGI middleware: serves the watcher streams that routes hand over.
+
+    Args:
+        app: the Quart app's ASGI callable.
+        fanout: the fan-out that writes the streams' events.
+    """
+
+    def __init__(self, app: Callable[..., object], fanout: FanOut) -> None:
+        self._app = app
+        self._fanout = fanout
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET":
+            await self._app(scope, receive, send)  # type: ignore[misc]
+            return
+        handoff = HandOff()
+        scope[HANDOFF_KEY] = handoff  # type: ignore[literal-required]
+
+        async def send_head_only(message: ASGISendEvent) -> None:
+            if handoff.accepted and message["type"] == "http.response.start":
+                handoff.started = message["status"] == 200
+            elif handoff.started and message["type"] == "http.response.body":
+                return  # the (empty) body of a handed-over stream is served below
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_head_only)  # type: ignore[misc]
+            if not handoff.started:
+                return
+            assert handoff.source is not None
+
+            async def send_body(data: bytes) -> None:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+
+            reader = Reader(handoff.source, handoff.job_id, chunk_writer_for(scope["http_version"]))
+            if await self._fanout.follow(reader, receive, send_body):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            handoff.close()

@@ -1,0 +1,245 @@
+"""Serving: the app under Hypercorn's trio worker, with signals and graceful shutdown.
+
+Shutdown order (SPEC "Disconnects and shutdown"): on SIGTERM/SIGINT Hypercorn stops
+accepting at once and new uploads are refused; running jobs get SHUTDOWN_GRACE
+seconds to finish; the rest are then cancelled and end with ``processing_error``
+``shutting_down``, which their streams still deliver before the connections close.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+from hypercorn.config import Config, Sockets
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.statsd import StatsdLogger
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wrap_app
+
+from ocrstream.engines.worker import engine_module
+from ocrstream.http.app import OCRStreamApp, ServiceState, create_app
+from ocrstream.http.direct import CONNECTION_STREAM
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from hypercorn.typing import AppWrapper, LifespanState
+
+    from ocrstream.core.config import Settings
+
+__all__ = [
+    "LISTEN_BACKLOG",
+    "STREAM_FLUSH_SECONDS",
+    "check_engine",
+    "drain_jobs",
+    "hypercorn_config",
+    "listening_sockets",
+    "run_server",
+    "serve_hypercorn",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Pending connections the kernel queues. Hypercorn's default of 100 refused 508 of
+#: 5,000 simultaneous connections on a 2-core machine; 2048 accepted all.
+LISTEN_BACKLOG = 2048
+#: Seconds after the grace period for streams to deliver their terminal events.
+STREAM_FLUSH_SECONDS = 5.0
+
+
+def hypercorn_config(
+    settings: Settings, *, host: str | None = None, port: int | None = None
+) -> Config:
+    """The Hypercorn configuration for ``settings`` (``port=0`` picks a free port)."""
+    config = Config()
+    config.bind = [f"{host or settings.host}:{settings.port if port is None else port}"]
+    config.backlog = LISTEN_BACKLOG
+    config.graceful_timeout = settings.shutdown_grace + STREAM_FLUSH_SECONDS
+    config.accesslog = None
+    # Through the logging module, so `ocrstream serve` prints each line once.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    # Hypercorn's own whole-request read timeout would cut long streams; the service
+    # bounds uploads itself (UPLOAD_TIMEOUT / UPLOAD_DEADLINE).
+    config.read_timeout = None
+    return config
+
+
+def listening_sockets(config: Config, *, stalled_reader_timeout: float) -> Sockets:
+    """Hypercorn's sockets, listening, with a bound on how long sent data may go unread.
+
+    Hypercorn's trio worker shields its socket writes and has no write timeout, so a
+    client that stops reading would hold its connection (and a MAX_STREAMS slot) for
+    ever. ``TCP_USER_TIMEOUT`` (Linux, RFC 5482) makes the kernel abort a connection
+    whose sent data stays unacknowledged, zero-window probes included, for that long;
+    accepted connections inherit it from the listening socket. The abort fails
+    Hypercorn's write, which ends the stream and frees its slot.
+
+    Args:
+        config: the Hypercorn configuration (binds, backlog).
+        stalled_reader_timeout: STALLED_READER_TIMEOUT in seconds.
+    """
+    sockets = config.create_sockets()
+    for sock in sockets.insecure_sockets:
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            milliseconds = max(1, int(stalled_reader_timeout * 1000))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
+        sock.listen(config.backlog)
+    return sockets
+
+
+async def serve_hypercorn(
+    app: AppWrapper,
+    config: Config,
+    *,
+    sockets: Sockets,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Hypercorn's trio worker (``hypercorn.trio.run.worker_serve``) for plain TCP
+    sockets, with one addition: each connection's task sets :data:`CONNECTION_STREAM`
+    to its socket stream before Hypercorn's ``TCPServer`` runs the connection, so the
+    watcher streams can write to their sockets directly (see direct.py).
+
+    The same lifespan, connection handling and shutdown as Hypercorn's: on
+    ``shutdown_trigger`` it stops accepting, lets connections finish for
+    ``config.graceful_timeout`` seconds, cancels the rest, then runs the app's
+    lifespan shutdown. It builds on Hypercorn's own classes (TCPServer, Lifespan,
+    WorkerContext), hence the pin on Hypercorn's minor version in pyproject.toml.
+    """
+    if sockets.secure_sockets or sockets.quic_sockets:
+        raise ValueError("ocrstream serves plain TCP only (no TLS or QUIC sockets)")
+    config.set_statsd_logger_class(StatsdLogger)
+    lifespan_state: LifespanState = {}
+    lifespan = Lifespan(app, config, lifespan_state)
+    context = WorkerContext(None)
+    connection_state = ConnectionState(lifespan_state.copy())
+
+    async def serve_connection(stream: trio.SocketStream) -> None:
+        CONNECTION_STREAM.set(stream)  # this task's context: its requests inherit it
+        # Annotated for TLS streams; Hypercorn's own worker passes plain ones too.
+        await TCPServer(app, config, context, connection_state, stream)  # type: ignore[arg-type]
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as server_nursery:
+            listeners = []
+            binds = []
+            for sock in sockets.insecure_sockets:
+                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+                bind = repr_socket_addr(sock.family, sock.getsockname())
+                binds.append(f"http://{bind}")
+                await config.log.info(f"Running on http://{bind} (CTRL + C to quit)")
+            task_status.started(binds)
+            try:
+                async with trio.open_nursery(strict_exception_groups=True) as nursery:
+                    nursery.start_soon(raise_shutdown, shutdown_trigger)
+                    nursery.start_soon(raise_shutdown, context.terminate.wait)
+                    nursery.start_soon(
+                        partial(
+                            trio.serve_listeners,
+                            serve_connection,
+                            listeners,
+                            handler_nursery=server_nursery,
+                        )
+                    )
+                    await trio.sleep_forever()
+            except BaseExceptionGroup as error:
+                _, others = error.split((ShutdownError, KeyboardInterrupt))
+                if others is not None:
+                    raise others from None
+            finally:
+                await context.terminated.set()
+                server_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
+
+
+def check_engine(settings: Settings) -> None:
+    """Fail start-up when the chosen OCR engine cannot run here.
+
+    Raises:
+        EngineUnavailable: with a one-line message (e.g. the tesseract binary is missing).
+    """
+    if settings.ocr_engine != "none":
+        engine_module(settings.ocr_engine).check_available()
+
+
+async def drain_jobs(state: ServiceState) -> None:
+    """Refuse new uploads, let running jobs finish for the grace period, then end them;
+    once their last events are out, end the watcher streams (the firehose has no end of
+    its own, and would otherwise be cut at Hypercorn's graceful timeout)."""
+    state.shutting_down = True
+    with trio.move_on_after(state.settings.shutdown_grace):
+        await state.registry.wait_none_running()
+    for handle in state.registry.running():
+        handle.cancel("shutting_down")
+    with trio.move_on_after(STREAM_FLUSH_SECONDS):
+        await state.registry.wait_none_running()
+    state.fanout.end_streams()
+
+
+async def run_server(
+    settings: Settings,
+    *,
+    app: OCRStreamApp | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    handle_signals: bool = True,
+    shutdown: trio.Event | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or ``shutdown`` is set), then shut down gracefully.
+
+    Args:
+        settings: the configuration.
+        app: the app to serve (built from ``settings`` when None).
+        host, port: override where to listen.
+        handle_signals: install the SIGTERM/SIGINT handlers (off in tests).
+        shutdown: an event that starts a graceful shutdown when set.
+        task_status: receives the bound URLs once listening.
+    """
+    check_engine(settings)
+    app = app if app is not None else create_app(settings)
+    stop = shutdown if shutdown is not None else trio.Event()
+    hypercorn_stop = trio.Event()
+
+    async def watch_signals() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                logger.info("received %s: shutting down", signal.Signals(signum).name)
+                stop.set()
+                return
+
+    async def shut_down_when_asked() -> None:
+        await stop.wait()
+        hypercorn_stop.set()  # stop accepting at once
+        await drain_jobs(app.state)
+
+    config = hypercorn_config(settings, host=host, port=port)
+    async with trio.open_nursery() as nursery:
+
+        async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            await serve_hypercorn(
+                wrap_app(app, config.wsgi_max_body_size, None),
+                config,
+                sockets=listening_sockets(
+                    config, stalled_reader_timeout=settings.stalled_reader_timeout
+                ),
+                shutdown_trigger=hypercorn_stop.wait,
+                task_status=task_status,
+            )
+            nursery.cancel_scope.cancel()  # hypercorn is done: end the helper tasks
+
+        if handle_signals:
+            nursery.start_soon(watch_signals)
+        nursery.start_soon(shut_down_when_asked)
+        binds = await nursery.start(serve_http)
+        task_status.started(binds)

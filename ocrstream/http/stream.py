@@ -1,0 +1,72 @@
+"""The body of an SSE response: a subscriber's events as coalesced frames.
+
+Not a generator, so nothing ever yields inside a cancel scope (PEP 789): each
+``__anext__`` waits for events with a keep-alive deadline, then returns every event
+that is ready as one chunk (one socket send for many frames, with no delay for a
+lone event). ``aclose`` is synchronous work only: Quart calls it after the response's
+scope is already cancelled, where any real ``await`` would raise at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from ocrstream.core.sse import KEEPALIVE
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ocrstream.service.cursor import WaitableFrameSource
+
+__all__ = ["EventStream"]
+
+
+class EventStream:
+    """Async iterator of SSE bytes for one subscriber.
+
+    Args:
+        subscription: the reader's cursor (a job's history or the firehose).
+        keepalive_interval: seconds of silence before ``: keep-alive`` (KEEPALIVE_INTERVAL).
+        on_close: sync cleanup (unsubscribe, free the stream slot); run exactly once.
+        end_after: when given, the stream ends only once this is set too (the uploader's
+            stream waits for its job's task, which may still be draining the body).
+    """
+
+    def __init__(
+        self,
+        subscription: WaitableFrameSource,
+        *,
+        keepalive_interval: float,
+        on_close: Callable[[], None],
+        end_after: trio.Event | None = None,
+    ) -> None:
+        self._subscription = subscription
+        self._keepalive_interval = keepalive_interval
+        self._on_close: Callable[[], None] | None = on_close
+        self._end_after = end_after
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._subscription.exhausted or self._on_close is None:
+            if self._end_after is not None and self._on_close is not None:
+                await self._end_after.wait()
+            self.close()
+            raise StopAsyncIteration
+        with trio.move_on_after(self._keepalive_interval):
+            await self._subscription.wait_available()
+        frames = self._subscription.take_frames()
+        return frames or KEEPALIVE
+
+    def close(self) -> None:
+        """Run the cleanup once (idempotent, sync)."""
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
+
+    async def aclose(self) -> None:
+        """Quart's close hook: sync cleanup only (see the module docstring)."""
+        self.close()

@@ -1,0 +1,108 @@
+"""Prometheus metrics, one registry per app (tests build many apps in one process).
+
+Counters are fed from the events themselves (:meth:`Metrics.observe`), so whatever a
+client sees is what the metrics count; gauges are read from the live state at scrape
+time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ocrstream.core.events import Envelope, ImageOCRError, ImageOCRSuccess, ImageValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+#: The Content-Type of the text exposition format.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Seconds; OCR of one page runs from tens of milliseconds to a minute.
+_OCR_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    """The service's metrics.
+
+    Args:
+        open_streams: reads the number of open SSE responses.
+        running_jobs: reads the number of jobs that have not ended.
+        lagged: reads (lag reports, missed events) of the firehose.
+        watcher_writes: reads (chunks the fan-out wrote straight to watchers' sockets,
+            of those the ones a socket did not take whole: a slow reader's sign).
+    """
+
+    def __init__(
+        self,
+        *,
+        open_streams: Callable[[], float],
+        running_jobs: Callable[[], float],
+        lagged: Callable[[], tuple[int, int]],
+        watcher_writes: Callable[[], tuple[int, int]] = lambda: (0, 0),
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        gauges: tuple[tuple[str, str, Callable[[], float]], ...] = (
+            ("ocrstream_open_streams", "SSE responses open now", open_streams),
+            ("ocrstream_running_jobs", "jobs not yet ended", running_jobs),
+            (
+                "ocrstream_lagged_reports",
+                "stream_lagged frames sent to firehose readers",
+                lambda: lagged()[0],
+            ),
+            (
+                "ocrstream_lagged_events",
+                "events firehose readers missed by falling behind",
+                lambda: lagged()[1],
+            ),
+            (
+                "ocrstream_watcher_chunks_written",
+                "chunks the fan-out wrote straight to watcher streams' sockets",
+                lambda: watcher_writes()[0],
+            ),
+            (
+                "ocrstream_watcher_short_writes",
+                "of those, chunks a socket did not take whole (the reader is slow or stalled)",
+                lambda: watcher_writes()[1],
+            ),
+        )
+        # Read from the live state at scrape time.
+        for name, documentation, read in gauges:
+            Gauge(name, documentation, registry=self.registry).set_function(read)
+        self.events = Counter(
+            "ocrstream_events", "events published, by type", ["type"], registry=self.registry
+        )
+        self.validation_errors = Counter(
+            "ocrstream_validation_errors",
+            "files refused, by code",
+            ["code"],
+            registry=self.registry,
+        )
+        self.ocr_errors = Counter(
+            "ocrstream_ocr_errors", "files OCR failed on, by code", ["code"], registry=self.registry
+        )
+        self.ocr_duration = Histogram(
+            "ocrstream_ocr_duration_seconds",
+            "time one image spent in OCR",
+            buckets=_OCR_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(self, envelope: Envelope) -> None:
+        """Count one published event."""
+        event = envelope.event
+        self.events.labels(type=event.type).inc()
+        if isinstance(event, ImageValidationError):
+            self.validation_errors.labels(code=event.error.code).inc()
+        elif isinstance(event, ImageOCRError):
+            self.ocr_errors.labels(code=event.error.code).inc()
+        elif isinstance(event, ImageOCRSuccess):
+            self.ocr_duration.observe(event.duration_ms / 1000)
+
+    def render(self) -> bytes:
+        """The text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,419 @@
+"""One upload's work: intake, validation (and later OCR) as tasks in one nursery.
+
+The tasks send events over a bounded memory channel to the job's sequencer, which
+records them in the job's history (waking every subscriber). The sequencer holds back
+per-file events until ``upload_started`` (SPEC rule 1: seq 0, once the body is
+complete), so files can be checked while later ones still arrive. When the job is
+cancelled (client gone, shutdown) the tasks stop, spools close, and one
+``processing_error`` with the reason ends the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+from typing import IO, TYPE_CHECKING
+
+import trio
+
+from ocrstream.core.errors import (
+    ImageValidationError,
+    NoFiles,
+    OCRError,
+    OCRStreamError,
+    ProcessingError,
+    UploadTimeout,
+)
+from ocrstream.core.events import (
+    AllImagesValidated,
+    ErrorInfo,
+    Event,
+    ImageOCRError,
+    ImageOCRStart,
+    ImageOCRSuccess,
+    ImageReceived,
+    ImageValidationStart,
+    ImageValidationSuccess,
+    OCRLine,
+    ProcessingComplete,
+    UploadStarted,
+)
+from ocrstream.core.events import ImageValidationError as ImageValidationErrorEvent
+from ocrstream.core.events import ProcessingError as ProcessingErrorEvent
+from ocrstream.core.validation import check_upload, inspect_image
+from ocrstream.service.intake import IntakeLimits, PartCollector, ReceivedFile, receive_upload
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterable
+
+    from ocrstream.core.config import Settings
+    from ocrstream.service.memory.registry import JobHandle
+    from ocrstream.service.ocr import OCRService
+
+__all__ = [
+    "CANCEL_MESSAGES",
+    "DRAIN_AFTER_TIMEOUT_SECONDS",
+    "DRAIN_SECONDS",
+    "JobOptions",
+    "intake_limits",
+    "run_job",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a failed upload's remaining body is still read (and dropped) for.
+DRAIN_SECONDS = 5.0
+#: The same after a timeout: the client is slow or silent, so wait less for it.
+DRAIN_AFTER_TIMEOUT_SECONDS = 1.0
+
+#: The message of the ``processing_error`` a job gets when it is ended from outside.
+CANCEL_MESSAGES = {
+    "client_disconnected": "the uploading client disconnected; the job was cancelled",
+    "shutting_down": "the server is shutting down; the job was cancelled",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobOptions:
+    """What one request asks of its job, beside the server's settings."""
+
+    boundary: bytes
+    content_length: int | None
+
+
+def intake_limits(settings: Settings) -> IntakeLimits:
+    """The intake limits a request gets from the settings."""
+    return IntakeLimits(
+        max_file_size=settings.max_file_size,
+        max_files=settings.max_files,
+        max_request_size=settings.request_size_limit,
+        max_parts=settings.max_parts,
+        upload_timeout=settings.upload_timeout,
+        upload_deadline=settings.upload_deadline,
+    )
+
+
+@dataclass(slots=True)
+class _Tally:
+    file_count: int | None = None
+    validated: int = 0
+    valid: int = 0
+    invalid: int = 0
+    ocr_success: int = 0
+    ocr_error: int = 0
+    all_validated_sent: bool = False
+    started_at: float = field(default_factory=trio.current_time)
+
+    def take_all_validated(self) -> AllImagesValidated | None:
+        # Once, when the body is complete and every file has its result (SPEC rule 3).
+        if self.all_validated_sent or self.file_count is None:
+            return None
+        if self.validated < self.file_count:
+            return None
+        self.all_validated_sent = True
+        return AllImagesValidated(
+            file_count=self.file_count, valid_count=self.valid, invalid_count=self.invalid
+        )
+
+
+async def run_job(
+    handle: JobHandle,
+    chunks: AsyncIterable[bytes],
+    *,
+    options: JobOptions,
+    settings: Settings,
+    limiter: trio.CapacityLimiter,
+    ocr: OCRService | None = None,
+) -> None:
+    """Run one upload's job to its terminal event.
+
+    Args:
+        handle: the job, already registered; its cancel scope wraps all the work.
+        chunks: the request body as it arrives.
+        options: the request's boundary and declared length.
+        settings: the server's settings.
+        limiter: bounds the decoding threads across all requests.
+        ocr: the OCR workers, or None when this job skips OCR.
+    """
+    collector: PartCollector | None = None
+    send, receive = trio.open_memory_channel[Event](settings.pipeline_buffer)
+    try:
+        with handle.cancel_scope:
+            try:
+                collector = PartCollector(options.boundary, limits=intake_limits(settings))
+            except ProcessingError as error:
+                handle.end_with_error(error.code, error.message)
+                return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_sequence, handle, receive)
+                with send:
+                    unread = await _process(
+                        send,
+                        chunks,
+                        collector=collector,
+                        options=options,
+                        work=_FileWork(
+                            settings=settings, limiter=limiter, ocr=ocr, job_key=handle.job_id
+                        ),
+                    )
+            if unread is not None:
+                await _drain(chunks, max_bytes=settings.request_size_limit, seconds=unread)
+    except Exception:
+        logger.exception("job %s failed", handle.job_id)
+        handle.end_with_error("internal_error", "the server failed while processing the job")
+    finally:
+        # Sync cleanup only: this may run after cancellation, where awaits fail at once.
+        if collector is not None:
+            collector.close()
+        if not handle.record.finished:
+            reason = handle.cancel_reason
+            handle.end_with_error(reason, CANCEL_MESSAGES.get(reason, "the job was cancelled"))
+        handle.done.set()
+
+
+async def _drain(chunks: AsyncIterable[bytes], *, max_bytes: int, seconds: float) -> None:
+    """Read and drop what the client still sends after a failed upload, within bounds.
+
+    Closing a socket with unread bytes makes the kernel answer with a reset, which
+    can destroy the error event before the client reads it (the reason for nginx's
+    "lingering close"); draining first lets the client see why its upload failed.
+    """
+    drained = 0
+    with trio.move_on_after(seconds):
+        async for chunk in chunks:
+            drained += len(chunk)
+            if drained > max_bytes:
+                break
+
+
+async def _sequence(handle: JobHandle, receive: trio.MemoryReceiveChannel[Event]) -> None:
+    """Record events in order, holding per-file ones back until ``upload_started``.
+
+    Whatever is already waiting in the channel is recorded in one go, so readers wake
+    once for the whole batch and send it as one chunk.
+    """
+    held: list[Event] = []
+    started = False
+    async with receive:
+        async for first in receive:
+            for event in _with_waiting(first, receive):
+                if started:
+                    handle.publish(event)
+                elif isinstance(event, UploadStarted):
+                    started = True
+                    handle.publish(event)
+                    for waiting in held:
+                        handle.publish(waiting)
+                    held.clear()
+                elif isinstance(event, ProcessingErrorEvent):
+                    # Failed before the body was complete: the one and only event (rule 1).
+                    held.clear()
+                    handle.publish(event)
+                else:
+                    held.append(event)
+
+
+def _with_waiting(first: Event, receive: trio.MemoryReceiveChannel[Event]) -> list[Event]:
+    batch = [first]
+    while True:
+        try:
+            batch.append(receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return batch
+
+
+def _error_event(error: OCRStreamError) -> ProcessingErrorEvent:
+    return ProcessingErrorEvent(error=ErrorInfo(code=error.code, message=error.message))
+
+
+async def _process(
+    send: trio.MemorySendChannel[Event],
+    chunks: AsyncIterable[bytes],
+    *,
+    collector: PartCollector,
+    options: JobOptions,
+    work: _FileWork,
+) -> float | None:
+    """Run the job's tasks; when a failure left the body unread, the seconds to drain it."""
+    tally = _Tally()
+    failure: ProcessingError | None = None
+    async with trio.open_nursery() as files:
+
+        async def on_file(file: ReceivedFile) -> None:
+            await send.send(
+                ImageReceived(
+                    file_index=file.index,
+                    file_name=file.name,
+                    size_bytes=file.size_bytes,
+                    content_type=file.content_type,
+                )
+            )
+            files.start_soon(partial(_check_file, file, send.clone(), tally=tally, work=work))
+
+        try:
+            summary = await receive_upload(
+                aiter(chunks),
+                boundary=options.boundary,
+                content_length=options.content_length,
+                limits=collector.limits,
+                on_file=on_file,
+                collector=collector,
+            )
+        except ProcessingError as error:
+            failure = error
+            files.cancel_scope.cancel()
+        else:
+            if summary.file_count > 0:
+                tally.file_count = summary.file_count
+                await send.send(
+                    UploadStarted(file_count=summary.file_count, total_bytes=summary.total_bytes)
+                )
+                announcement = tally.take_all_validated()
+                if announcement is not None:
+                    await send.send(announcement)
+    if failure is not None:
+        await send.send(_error_event(failure))
+        timed_out = isinstance(failure, UploadTimeout)
+        return DRAIN_AFTER_TIMEOUT_SECONDS if timed_out else DRAIN_SECONDS
+    if tally.file_count is None:
+        await send.send(_error_event(NoFiles("the body has no part with a filename")))
+        return None
+    await send.send(
+        ProcessingComplete(
+            file_count=tally.file_count,
+            valid_count=tally.valid,
+            invalid_count=tally.invalid,
+            ocr_success_count=tally.ocr_success,
+            ocr_error_count=tally.ocr_error,
+            duration_ms=round((trio.current_time() - tally.started_at) * 1000, 3),
+        )
+    )
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _FileWork:
+    """What every file task of one job shares."""
+
+    settings: Settings
+    limiter: trio.CapacityLimiter
+    ocr: OCRService | None
+    job_key: str
+
+
+async def _check_file(
+    file: ReceivedFile,
+    send: trio.MemorySendChannel[Event],
+    *,
+    tally: _Tally,
+    work: _FileWork,
+) -> None:
+    """Validate one file, then (with OCR on) recognise it, sending each event."""
+    with send:
+        try:
+            await send.send(ImageValidationStart(file_index=file.index, file_name=file.name))
+            result = await _validate(file, settings=work.settings, limiter=work.limiter)
+            if isinstance(result, ImageValidationSuccess):
+                tally.valid += 1
+            else:
+                tally.invalid += 1
+            await send.send(result)
+            tally.validated += 1
+            announcement = tally.take_all_validated()
+            if announcement is not None:
+                await send.send(announcement)
+            if work.ocr is not None and isinstance(result, ImageValidationSuccess):
+                await _recognize(file, send, tally=tally, work=work, ocr=work.ocr)
+        finally:
+            file.close()
+
+
+async def _validate(
+    file: ReceivedFile, *, settings: Settings, limiter: trio.CapacityLimiter
+) -> ImageValidationSuccess | ImageValidationErrorEvent:
+    try:
+        check_upload(
+            file_index=file.index,
+            size_bytes=file.size_bytes,
+            max_files=settings.max_files,
+            max_file_size=settings.max_file_size,
+        )
+        assert file.spool is not None, "stored files keep their spool until validated"
+        facts = await trio.to_thread.run_sync(
+            partial(
+                inspect_image,
+                file.spool,
+                max_pixels=settings.max_image_pixels,
+                allowed_formats=settings.allowed_formats,
+            ),
+            limiter=limiter,
+        )
+    except ImageValidationError as error:
+        return ImageValidationErrorEvent(
+            file_index=file.index,
+            file_name=file.name,
+            size_bytes=file.size_bytes,
+            error=ErrorInfo(code=error.code, message=error.message),
+        )
+    return ImageValidationSuccess(
+        file_index=file.index,
+        file_name=file.name,
+        size_bytes=file.size_bytes,
+        format=facts.format,
+        width=facts.width,
+        height=facts.height,
+        mode=facts.mode,
+    )
+
+
+def _read_spool(spool: IO[bytes]) -> bytes:
+    spool.seek(0)
+    return spool.read()
+
+
+async def _recognize(
+    file: ReceivedFile,
+    send: trio.MemorySendChannel[Event],
+    *,
+    tally: _Tally,
+    work: _FileWork,
+    ocr: OCRService,
+) -> None:
+    """Wait for this job's turn at a worker, then recognise the file there."""
+    result: Event
+    # The spool (on disk past 256 KiB) is read only once a worker is free, so files
+    # queued for OCR do not hold their bytes in memory.
+    async with ocr.slot(work.job_key):
+        await send.send(
+            ImageOCRStart(file_index=file.index, file_name=file.name, engine=ocr.engine)
+        )
+        assert file.spool is not None
+        data = await trio.to_thread.run_sync(_read_spool, file.spool, limiter=work.limiter)
+        started = trio.current_time()
+        try:
+            page = await ocr.recognize(data)
+        except OCRError as error:
+            tally.ocr_error += 1
+            result = ImageOCRError(
+                file_index=file.index,
+                file_name=file.name,
+                error=ErrorInfo(code=error.code, message=error.message),
+            )
+        else:
+            tally.ocr_success += 1
+            result = ImageOCRSuccess(
+                file_index=file.index,
+                file_name=file.name,
+                text=page.text,
+                lines=tuple(
+                    OCRLine(
+                        text=line.text,
+                        confidence=min(1.0, max(0.0, line.confidence)),
+                        bbox=line.bbox,
+                    )
+                    for line in page.lines
+                ),
+                duration_ms=round((trio.current_time() - started) * 1000, 3),
+            )
+        await send.send(result)
