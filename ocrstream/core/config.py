@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ocrstream.core.cors import normalise_origin
 from ocrstream.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -76,6 +77,10 @@ class Settings(BaseSettings):  # type: ignore[explicit-any]  # pydantic's base i
     result_ttl: float = Field(600.0, gt=0, description="seconds a finished job stays readable")
     api_token: str | None = Field(None, min_length=1, description="bearer token for /api/")
     admin_token: str | None = Field(None, min_length=1, description="bearer token for /api/events")
+    cors_origins: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(),
+        description="origins whose web apps may call the API (`*` for any); empty: same origin",
+    )
     validation_threads: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,
@@ -94,6 +99,29 @@ class Settings(BaseSettings):  # type: ignore[explicit-any]  # pydantic's base i
         if isinstance(value, str):
             value = [item.strip().upper() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _valid_origins(cls, value: frozenset[str]) -> frozenset[str]:
+        origins = set()
+        for item in value:
+            if item == "*":
+                origins.add(item)
+                continue
+            origin = normalise_origin(item)
+            if origin is None:
+                raise ValueError(
+                    f"{item!r} is not an origin; write scheme://host[:port], or * for any"
+                )
+            origins.add(origin)
+        return frozenset(origins)
 
     @field_validator("allowed_formats")
     @classmethod

@@ -7,6 +7,7 @@ Core code raises these; only ``app`` translates them, into RFC 9457 problem resp
     ├── ConfigError                     an OCRSTREAM_* variable is invalid (start-up)
     ├── RequestRefused                  answered before any stream starts
     │   ├── Unauthorized                401 missing or wrong bearer token
+    │   ├── CrossOriginRefused          403 a browser's POST from an origin not allowed
     │   ├── NotFound                    404 unknown job, or a disabled route
     │   ├── ContentTooLarge             413 Content-Length over MAX_REQUEST_SIZE
     │   ├── UnsupportedMediaType        415 not multipart/form-data, or no boundary
@@ -35,6 +36,7 @@ __all__ = [
     "VALIDATION_ERROR_CODES",
     "ConfigError",
     "ContentTooLarge",
+    "CrossOriginRefused",
     "ImageValidationError",
     "MalformedRequest",
     "NoFiles",
@@ -111,6 +113,14 @@ class Unauthorized(RequestRefused):
     code = "unauthorized"
     status_hint = 401
     title = "Unauthorized"
+
+
+class CrossOriginRefused(RequestRefused):
+    """A browser sent a POST from another site whose origin is not in CORS_ORIGINS."""
+
+    code = "cross_origin_refused"
+    status_hint = 403
+    title = "Forbidden"
 
 
 class NotFound(RequestRefused):

@@ -45,17 +45,19 @@ def _temp_files() -> set[str]:
     return found
 
 
-async def test_headers_come_at_once_and_keepalives_flow_while_the_body_trickles(
-    start_server: StartServer,
-) -> None:
+async def test_nothing_is_sent_while_the_body_trickles(start_server: StartServer) -> None:
+    # SPEC "POST /api/ocr": the head goes out once the whole body has arrived (a reverse
+    # proxy stops forwarding a body once the response has begun), keep-alives after it.
     server = await start_server(keepalive_interval=0.2)
     body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
     stream = await raw_request(server.port, head(len(body)), body[:50])
-    received = await read_until(stream, b": keep-alive\n\n")
-    assert received.startswith(b"HTTP/1.1 200")
-    assert b"event:" not in received, "no event before the body is complete (rule 1)"
-    await trio.sleep(0.5)
+    early = b""
+    with trio.move_on_after(0.6):  # three keep-alive intervals
+        early = await stream.receive_some(65536)
+    assert early == b"", "nothing, not even the head, while the client still sends"
     await stream.send_all(body[50:])
+    received = await read_until(stream, b"event: upload_started")
+    assert received.startswith(b"HTTP/1.1 200")
     events = sse_events(received + await read_response(stream))
     assert next(e["type"] for e in events) == "upload_started"
     assert events[-1]["type"] == "processing_complete"
@@ -102,7 +104,6 @@ async def test_disconnect_mid_upload_cleans_everything_up(
     body = multipart_body([Upload(big, "a.png"), Upload(make_image(), "b.png")], BOUNDARY)
     stream = await raw_request(server.port, head(len(body)), body[: len(big) + 200])
     async with stream:  # closed however the test goes: the client leaves mid-upload
-        await read_until(stream, b"\r\n\r\n")  # the 200 response head: the job runs
         with trio.fail_after(10):
             while server.app.state.job_tasks_running != 1 or not _temp_files() - before:
                 await trio.sleep(0.01)
@@ -173,9 +174,9 @@ async def test_shutdown_lets_jobs_finish_then_ends_them(start_server: StartServe
     await server.wait_streams(1)
     body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
     stream = await raw_request(server.port, head(len(body)), body[:100])
-    received = await read_until(stream, b"\r\n\r\n")
+    await server.wait_streams(2)  # the firehose and the upload: the job runs
     server.shutdown.set()
-    events = sse_events(received + await read_response(stream))
+    events = sse_events(await read_response(stream))
     assert [e["type"] for e in events] == ["processing_error"]
     assert events[0]["data"]["error"]["code"] == "shutting_down"
     assert server.app.state.registry.statistics().running_jobs == 0
@@ -240,14 +241,14 @@ async def test_a_stalled_watcher_does_not_slow_the_job(
     tiny = make_image("PNG", (1, 1))
     body = multipart_body([Upload(tiny, f"{i}.png") for i in range(400)], BOUNDARY)
     upload = await raw_request(server.port, head(len(body)), body[:200])
-    response_head = await read_until(upload, b"\r\n\r\n")
+    await server.wait_streams(1)  # the upload's: the job runs
     (handle,) = server.app.state.registry._jobs.values()
     # A watcher joins the running job and never reads.
     stalled = await _watcher_that_never_reads(server.port, handle.job_id)
     await server.wait_streams(2)
     await upload.send_all(body[200:])
     # The uploader reads its whole stream while the watcher's socket is full.
-    events = sse_events(response_head + await read_response(upload, timeout=30))
+    events = sse_events(await read_response(upload, timeout=30))
     assert events[-1]["type"] == "processing_complete"
     assert events[-1]["data"]["file_count"] == 400
     assert handle.record.finished

@@ -88,6 +88,11 @@ class JobHandle:
         """Wait until the next event is published."""
         await self._changed.wait()
 
+    async def wait_first_event(self) -> None:
+        """Return once the job has published its first event (at once if it has)."""
+        while self.record.next_seq == 0:
+            await self.wait_changed()
+
 
 class Subscription(ClosingCursor):
     """One reader's cursor over a job's history."""

@@ -1,0 +1,79 @@
+"""What the routes share: the service's state, owned by the app for its lifetime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from quart_trio import QuartTrio
+
+from ocrstream.core.errors import ServiceBusy
+from ocrstream.http.connection import OCRRequest, RequestConnection
+
+if TYPE_CHECKING:
+    import trio
+
+    from ocrstream.core.config import Settings
+    from ocrstream.http.fanout import FanOut
+    from ocrstream.service.memory.broadcast import Broadcaster
+    from ocrstream.service.memory.registry import JobRegistry
+    from ocrstream.service.metrics import Metrics
+    from ocrstream.service.ocr import OCRService
+
+__all__ = ["OCRStreamApp", "ServiceState"]
+
+
+@dataclass(slots=True)
+class ServiceState:
+    """Everything the routes share, owned by the app.
+
+    Attributes:
+        settings: the configuration read at start-up.
+        registry: jobs and their histories.
+        broadcaster: the firehose ring of every job's events.
+        metrics: the Prometheus metrics.
+        fanout: writes the watcher streams' events (runs for the app's lifetime).
+        decode_limiter: bounds image-decoding threads across all requests.
+        ocr: the OCR workers, while they run.
+        ocr_scope: cancels the OCR workers.
+        open_streams: SSE responses open now (uploads and watchers together).
+        shutting_down: set on SIGTERM/SIGINT; new uploads are refused.
+        job_tasks_running: upload jobs whose task has not ended yet.
+    """
+
+    settings: Settings
+    registry: JobRegistry
+    broadcaster: Broadcaster
+    metrics: Metrics
+    fanout: FanOut
+    decode_limiter: trio.CapacityLimiter
+    ocr: OCRService | None = None
+    ocr_scope: trio.CancelScope | None = None
+    open_streams: int = 0
+    shutting_down: bool = False
+    job_tasks_running: int = 0
+
+    def take_stream_slot(self) -> None:
+        """Count one more open stream, or refuse at MAX_STREAMS.
+
+        Raises:
+            ServiceBusy: MAX_STREAMS streams are open.
+        """
+        if self.open_streams >= self.settings.max_streams:
+            raise ServiceBusy(
+                f"{self.settings.max_streams} streams are open (MAX_STREAMS); retry shortly",
+                retry_after=1,
+            )
+        self.open_streams += 1
+
+    def release_stream_slot(self) -> None:
+        """One stream closed."""
+        self.open_streams -= 1
+
+
+class OCRStreamApp(QuartTrio):
+    """Quart-Trio with the connection class that exposes each request's nursery."""
+
+    asgi_http_class = RequestConnection
+    request_class = OCRRequest
+    state: ServiceState
