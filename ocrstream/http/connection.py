@@ -13,6 +13,9 @@ and adds three things the service needs:
   unread, and Hypercorn's own flow control then slows the client;
 * close callbacks: sync callables run when the connection's tasks are all done, for
   whatever happens (a cancelled response never enters its body's ``aclose``);
+* ``Expect: 100-continue`` answered when the route first reads the body, not before
+  (see expect.py): a refused request (401, 403, 413, 415, 503) is answered while the
+  client still holds its body back, so no refused body is ever uploaded;
 * a real close after ``Connection: close``: when the app sends its last body chunk,
   Hypercorn (inside that same ``send``) tells the app ``http.disconnect`` and then
   closes the socket. Quart-Trio reacts to that disconnect by cancelling the nursery,
@@ -28,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from quart_trio.wrappers.request import TrioBody, TrioRequest
+
+from ocrstream.http.expect import CONTINUE_GATE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -50,11 +55,17 @@ class BoundedBody(TrioBody):
         del max_content_length
         super().__init__(expected_content_length, None)
         self._drained = trio.Event()
+        self._wanted = trio.Event()
 
     async def __anext__(self) -> bytes:
+        self._wanted.set()
         data: bytes = await super().__anext__()
         self._drained.set()
         return data
+
+    async def wait_wanted(self) -> None:
+        """Return once the app has first asked for body bytes."""
+        await self._wanted.wait()
 
     def buffered(self) -> int:
         """Bytes received and not yet read."""
@@ -116,6 +127,12 @@ class RequestConnection(TrioASGIHTTPConnection):
     ) -> None:
         body = request.body
         assert isinstance(body, BoundedBody)
+        gate = CONTINUE_GATE.get()
+        if gate is not None and "100-continue" in request.headers.get("Expect", "").lower():
+            # The client sends its body only after the 100: ask for it once the route
+            # wants the body, which is after every refusal check has passed.
+            await body.wait_wanted()
+            await gate.send_continue()
         while True:
             message = await receive()
             if message["type"] == "http.request":

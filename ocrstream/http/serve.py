@@ -26,10 +26,12 @@ from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wra
 from ocrstream.engines.worker import engine_module
 from ocrstream.http.app import OCRStreamApp, ServiceState, create_app
 from ocrstream.http.direct import CONNECTION_STREAM
+from ocrstream.http.expect import CONTINUE_GATE, ContinueGate, defer_continue
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from hypercorn.protocol import ProtocolWrapper
     from hypercorn.typing import AppWrapper, LifespanState
 
     from ocrstream.core.config import Settings
@@ -122,9 +124,11 @@ async def serve_hypercorn(
     connection_state = ConnectionState(lifespan_state.copy())
 
     async def serve_connection(stream: trio.SocketStream) -> None:
-        CONNECTION_STREAM.set(stream)  # this task's context: its requests inherit it
-        # Annotated for TLS streams; Hypercorn's own worker passes plain ones too.
-        await TCPServer(app, config, context, connection_state, stream)  # type: ignore[arg-type]
+        # This task's context: the connection's requests inherit both.
+        CONNECTION_STREAM.set(stream)
+        gate = ContinueGate()
+        CONTINUE_GATE.set(gate)
+        await _TCPServer(app, config, context, connection_state, stream, gate)
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
@@ -160,6 +164,37 @@ async def serve_hypercorn(
                 server_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()
+
+
+class _TCPServer(TCPServer):
+    """Hypercorn's connection server, its HTTP/1.1 ``100 Continue`` left to a gate.
+
+    ``TCPServer.run`` builds the connection's protocol and assigns it to
+    ``self.protocol`` before feeding it any data; the property below takes that moment
+    to defer the protocol's automatic ``100 Continue`` (see expect.py).
+    """
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        state: LifespanState,
+        stream: trio.SocketStream,
+        gate: ContinueGate,
+    ) -> None:
+        # Annotated for TLS streams; Hypercorn's own worker passes plain ones too.
+        super().__init__(app, config, context, state, stream)  # type: ignore[arg-type]
+        self._gate = gate
+
+    @property
+    def protocol(self) -> ProtocolWrapper:
+        return self._protocol
+
+    @protocol.setter
+    def protocol(self, value: ProtocolWrapper) -> None:
+        self._protocol = value
+        defer_continue(value.protocol, self._gate)
 
 
 def check_engine(settings: Settings) -> None:
