@@ -8,7 +8,9 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, PngImagePlugin
+
+from ocrstream.engines.fake import TEXT_KEY
 
 __all__ = [
     "FORMATS",
@@ -113,3 +115,12 @@ def multipart_body(parts: list[Upload], boundary: str = "ocrstream-test-boundary
         out += b"\r\n" + part.data + b"\r\n"
     out += f"--{boundary}--\r\n".encode()
     return bytes(out)
+
+
+def scripted_png(text: str, size: tuple[int, int] = (60, 20)) -> bytes:
+    """A PNG the fake engine reads as ``text``."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text(TEXT_KEY, text)
+    out = io.BytesIO()
+    Image.new("RGB", size, "white").save(out, format="PNG", pnginfo=info)
+    return out.getvalue()

@@ -44,7 +44,7 @@ def test_sigterm_to_the_process_group_shuts_down_cleanly(tmp_path: Path) -> None
 
     import httpx
 
-    from tests.test_ocr import scripted_png
+    from tests.images import scripted_png
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

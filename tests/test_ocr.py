@@ -12,20 +12,11 @@ import trio.testing
 from PIL import Image, PngImagePlugin
 
 from ocrstream.core.errors import OCRError
-from ocrstream.engines.fake import TEXT_KEY
 from ocrstream.service.ocr import FairScheduler, OCRService, open_ocr_service
+from tests.images import scripted_png
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-
-
-def scripted_png(text: str, size: tuple[int, int] = (60, 20)) -> bytes:
-    """A PNG the fake engine reads as ``text``."""
-    info = PngImagePlugin.PngInfo()
-    info.add_text(TEXT_KEY, text)
-    out = io.BytesIO()
-    Image.new("RGB", size, "white").save(out, format="PNG", pnginfo=info)
-    return out.getvalue()
 
 
 async def test_scheduler_serves_jobs_in_turn() -> None:

@@ -17,10 +17,9 @@ from ocrstream.core.config import load_settings
 from ocrstream.service.memory.registry import JobRegistry
 from ocrstream.service.ocr import OCRService
 from ocrstream.service.pipeline import JobOptions, run_job
-from tests.images import Upload, multipart_body
+from tests.images import Upload, multipart_body, scripted_png
 from tests.ordering import check_stream
 from tests.strategies import MAX_FILE_SIZE, MAX_FILES, expected_outcome, file_mixes
-from tests.test_ocr import scripted_png
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable

@@ -16,13 +16,20 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
     from pathlib import Path
 
-__all__ = ["STARTUP_TIMEOUT", "Listening", "listening_process", "serve_in_subprocess"]
+__all__ = [
+    "STARTUP_TIMEOUT",
+    "Listening",
+    "free_port",
+    "listening_process",
+    "serve_in_subprocess",
+]
 
 STARTUP_TIMEOUT = 30.0
 HOST = "127.0.0.1"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on the loopback address now."""
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
@@ -43,7 +50,11 @@ class Listening:
 
 @contextmanager
 def listening_process(
-    command: Sequence[str], *, env: Mapping[str, str], log: Path | None = None
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[Listening]:
     """Run ``command`` ("{port}" in it replaced by a free loopback port) until it listens.
 
@@ -51,13 +62,15 @@ def listening_process(
         command: the server's command line.
         env: its whole environment.
         log: where its stdout and stderr go (shown when it fails to start); None drops them.
+        port: the port it listens on, when its configuration names it (default: a free
+            one, picked here).
 
     Raises:
         RuntimeError: it exited, or did not listen within STARTUP_TIMEOUT seconds.
 
     The process gets SIGTERM on exit (then SIGKILL after 20 s).
     """
-    port = _free_port()
+    port = free_port() if port is None else port
     argv = [part.replace("{port}", str(port)) for part in command]
     with log.open("wb") if log is not None else open(os.devnull, "wb") as output:
         process = subprocess.Popen(argv, env=dict(env), stdout=output, stderr=subprocess.STDOUT)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import pytest
 
 from tests.e2e.served import serve_in_subprocess
-from tests.test_ocr import scripted_png
+from tests.images import scripted_png
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -303,3 +303,126 @@ def test_page_sends_the_api_token_on_upload_and_on_resume(
         assert [e for e in problems.errors if "401" not in e] == []
     finally:
         context.close()
+
+
+def _big_scripted_png(text: str, size: tuple[int, int]) -> bytes:
+    """A noisy (so incompressible) PNG the fake engine reads as ``text``."""
+    import io
+    import random
+
+    from PIL import Image, PngImagePlugin
+
+    from ocrstream.engines.fake import TEXT_KEY
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(TEXT_KEY, text)
+    noise = random.Random(5).randbytes(size[0] * size[1] * 3)
+    out = io.BytesIO()
+    Image.frombytes("RGB", size, noise).save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def test_page_works_through_nginx_with_a_5_mb_image(
+    browser: Browser, base_url: str, tmp_path: Path
+) -> None:
+    from tests.e2e.nginx import NGINX, running_nginx
+
+    if not Path(NGINX).exists():
+        pytest.skip(f"{NGINX} is missing (apt-get install nginx)")
+    photo = _big_scripted_png(INVOICE, (1300, 1300))
+    assert len(photo) > 5_000_000
+    upstream = int(base_url.rsplit(":", 1)[1])
+    with running_nginx(upstream, tmp_path / "nginx") as proxied:
+        context = browser.new_context(base_url=proxied)
+        context.set_default_timeout(TIMEOUT_MS)
+        try:
+            page = context.new_page()
+            problems = PageProblems(page)
+            _upload(page, [{"name": "photo.png", "mimeType": "image/png", "buffer": photo}])
+            expect(page.locator("#status")).to_have_attribute("data-state", "complete")
+            row = page.locator('[data-file-index="0"]')
+            expect(row).to_have_attribute("data-state", "done")
+            assert row.locator(".file-text").text_content() == INVOICE
+            assert problems.errors == []
+        finally:
+            context.close()
+
+
+_POST_FROM_ELSEWHERE = """async ([url, mode]) => {
+  const form = new FormData();
+  form.append("files", new Blob([new Uint8Array([137, 80, 78, 71])], {type: "image/png"}), "a.png");
+  try {
+    const response = await fetch(url, {method: "POST", body: form, mode});
+    return {status: response.status, text: mode === "cors" ? await response.text() : ""};
+  } catch (error) {
+    return {status: -1, text: String(error)};
+  }
+}"""
+
+
+class Fetched(TypedDict):
+    """What the page's ``fetch`` got: its status (0 opaque, -1 refused) and text."""
+
+    status: int
+    text: str
+
+
+def _elsewhere(server_url: str) -> str:
+    """Another site on the loopback address space: ``localhost`` where the API is
+    ``127.0.0.1`` (Chromium refuses a public page's requests to loopback outright, which
+    would hide the server's own answer)."""
+    return server_url.replace("127.0.0.1", "localhost")
+
+
+def _post_from_elsewhere(
+    browser: Browser, page_url: str, api_url: str, mode: str
+) -> tuple[int, Fetched]:
+    """POST a file to ``api_url`` from a page at ``page_url`` (another site): (the status
+    the server answered, as the network saw it, and what the page's fetch got)."""
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto(page_url)  # a plain document of that origin, without the page's CSP
+        with page.expect_response(lambda response: response.url == api_url) as answered:
+            outcome = page.evaluate(_POST_FROM_ELSEWHERE, [api_url, mode])
+        # The server's answer as the network saw it (the page itself may not read it).
+        return answered.value.status, outcome
+    finally:
+        context.close()
+
+
+def test_a_page_elsewhere_cannot_make_the_browser_upload(
+    browser: Browser, base_url: str, guarded_url: str
+) -> None:
+    before = _uploads_started(base_url)
+    elsewhere = f"{_elsewhere(guarded_url)}/healthz"
+    # A "simple" cross-origin POST (no preflight) reaches the server: refused there.
+    status, outcome = _post_from_elsewhere(browser, elsewhere, f"{base_url}/api/ocr", "no-cors")
+    assert status == 403
+    assert outcome["status"] == 0  # an opaque response: the page learns nothing
+    assert _uploads_started(base_url) == before, "no job was created"
+
+
+def test_a_listed_origin_can_upload_and_read_the_stream(
+    browser: Browser, base_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    elsewhere = _elsewhere(base_url)
+    with _page_server(tmp_path_factory, "browser-cors", OCRSTREAM_CORS_ORIGINS=elsewhere) as url:
+        status, outcome = _post_from_elsewhere(
+            browser, f"{elsewhere}/healthz", f"{url}/api/ocr", "cors"
+        )
+    assert status == 200
+    assert outcome["status"] == 200
+    assert "event: processing_complete" in outcome["text"]
+
+
+def _uploads_started(base_url: str) -> float:
+    """``upload_started`` events the server has published (from /metrics)."""
+    import httpx
+
+    text = httpx.get(f"{base_url}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith('ocrstream_events_total{type="upload_started"}'):
+            return float(line.split()[-1])
+    return 0.0

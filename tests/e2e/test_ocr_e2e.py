@@ -9,10 +9,9 @@ import trio
 
 from ocrstream.engines.base import normalise_spaces
 from tests.e2e.conftest import BOUNDARY, head, post_events, raw_request, read_until
-from tests.images import Upload, make_image, multipart_body
+from tests.images import Upload, make_image, multipart_body, scripted_png
 from tests.invoices import invoice_set
 from tests.ordering import check_stream
-from tests.test_ocr import scripted_png
 
 if TYPE_CHECKING:
     import httpx
