@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
+import trio
 from PIL import Image
 
 from tests.e2e.conftest import (
@@ -248,7 +249,13 @@ async def test_chunked_body_over_the_limit(start_server: StartServer) -> None:
     stream = await raw_request(server.port, head(chunked=True))
     opening = f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=files; filename=a.png\r\n\r\n"
     await stream.send_all(chunk(opening.encode()))
-    for _ in range(30):  # 300 KB, past the 200 KB limit
+    for _ in range(10):  # 100 KB: within the limit, so nothing is answered yet
+        await stream.send_all(chunk(b"z" * 10_000))
+    early = b""
+    with trio.move_on_after(0.3):
+        early = await stream.receive_some(65536)
+    assert early == b"", "no head while the body is still coming and still acceptable"
+    for _ in range(20):  # 300 KB in all, past the 200 KB limit
         await stream.send_all(chunk(b"z" * 10_000))
     await stream.send_all(b"0\r\n\r\n")
     events = sse_events(await read_response(stream))

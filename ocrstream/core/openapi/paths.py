@@ -124,6 +124,10 @@ def paths(
             f"at most {settings.max_parts} parts (MAX_PARTS) and "
             f"{settings.request_size_limit} bytes in all (MAX_REQUEST_SIZE). "
             f"Accepted formats, judged from the bytes: {formats}. "
+            "The response head is sent once the whole body has arrived, with "
+            "`upload_started` as its first event (or with the one `processing_error` if "
+            "the upload fails first); refusals come before the body is asked for (no "
+            "`100 Continue` ahead of them). "
             "Failures after the stream has started are events, not HTTP statuses."
         ),
         "parameters": [
@@ -172,6 +176,12 @@ def paths(
                 },
             ),
             "401": unauthorized,
+            "403": _problem(
+                403,
+                "A browser's POST from another site whose origin is not in CORS_ORIGINS "
+                "(refused before its body is read and before its token is looked at).",
+                codes,
+            ),
             "413": _problem(413, "`Content-Length` is over MAX_REQUEST_SIZE.", codes),
             "415": _problem(415, "Not multipart/form-data, or no boundary.", codes),
             "503": busy,
