@@ -1,9 +1,10 @@
-"""One upload's work: intake, validation (and later OCR) as tasks in one nursery.
+"""One upload's work: intake, validation and OCR as tasks in one nursery.
 
 The tasks send events over a bounded memory channel to the job's sequencer, which
-records them in the job's history (waking every subscriber). The sequencer holds back
+records them in the job's history (waking every reader). The sequencer holds back
 per-file events until ``upload_started`` (SPEC rule 1: seq 0, once the body is
-complete), so files can be checked while later ones still arrive. When the job is
+complete; :mod:`ocrstream.core.holdback`), so files can be checked while later ones
+still arrive. When the job is
 cancelled (client gone, shutdown) the tasks stop, spools close, and one
 ``processing_error`` with the reason ends the job.
 """
@@ -11,7 +12,7 @@ cancelled (client gone, shutdown) the tasks stop, spools close, and one
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import IO, TYPE_CHECKING
 
@@ -26,7 +27,6 @@ from ocrstream.core.errors import (
     UploadTimeout,
 )
 from ocrstream.core.events import (
-    AllImagesValidated,
     ErrorInfo,
     Event,
     ImageOCRError,
@@ -41,6 +41,7 @@ from ocrstream.core.events import (
 )
 from ocrstream.core.events import ImageValidationError as ImageValidationErrorEvent
 from ocrstream.core.events import ProcessingError as ProcessingErrorEvent
+from ocrstream.core.holdback import Holdback, Tally
 from ocrstream.core.validation import check_upload, inspect_image
 from ocrstream.service.intake import IntakeLimits, PartCollector, ReceivedFile, receive_upload
 
@@ -92,29 +93,6 @@ def intake_limits(settings: Settings) -> IntakeLimits:
         upload_timeout=settings.upload_timeout,
         upload_deadline=settings.upload_deadline,
     )
-
-
-@dataclass(slots=True)
-class _Tally:
-    file_count: int | None = None
-    validated: int = 0
-    valid: int = 0
-    invalid: int = 0
-    ocr_success: int = 0
-    ocr_error: int = 0
-    all_validated_sent: bool = False
-    started_at: float = field(default_factory=trio.current_time)
-
-    def take_all_validated(self) -> AllImagesValidated | None:
-        # Once, when the body is complete and every file has its result (SPEC rule 3).
-        if self.all_validated_sent or self.file_count is None:
-            return None
-        if self.validated < self.file_count:
-            return None
-        self.all_validated_sent = True
-        return AllImagesValidated(
-            file_count=self.file_count, valid_count=self.valid, invalid_count=self.invalid
-        )
 
 
 async def run_job(
@@ -193,25 +171,12 @@ async def _sequence(handle: JobHandle, receive: trio.MemoryReceiveChannel[Event]
     Whatever is already waiting in the channel is recorded in one go, so readers wake
     once for the whole batch and send it as one chunk.
     """
-    held: list[Event] = []
-    started = False
+    holdback = Holdback()
     async with receive:
         async for first in receive:
             for event in _with_waiting(first, receive):
-                if started:
-                    handle.publish(event)
-                elif isinstance(event, UploadStarted):
-                    started = True
-                    handle.publish(event)
-                    for waiting in held:
-                        handle.publish(waiting)
-                    held.clear()
-                elif isinstance(event, ProcessingErrorEvent):
-                    # Failed before the body was complete: the one and only event (rule 1).
-                    held.clear()
-                    handle.publish(event)
-                else:
-                    held.append(event)
+                for ready in holdback.release(event):
+                    handle.publish(ready)
 
 
 def _with_waiting(first: Event, receive: trio.MemoryReceiveChannel[Event]) -> list[Event]:
@@ -236,7 +201,7 @@ async def _process(
     work: _FileWork,
 ) -> float | None:
     """Run the job's tasks; when a failure left the body unread, the seconds to drain it."""
-    tally = _Tally()
+    tally = Tally(started_at=trio.current_time())
     failure: ProcessingError | None = None
     async with trio.open_nursery() as files:
 
@@ -306,7 +271,7 @@ async def _check_file(
     file: ReceivedFile,
     send: trio.MemorySendChannel[Event],
     *,
-    tally: _Tally,
+    tally: Tally,
     work: _FileWork,
 ) -> None:
     """Validate one file, then (with OCR on) recognise it, sending each event."""
@@ -376,7 +341,7 @@ async def _recognize(
     file: ReceivedFile,
     send: trio.MemorySendChannel[Event],
     *,
-    tally: _Tally,
+    tally: Tally,
     work: _FileWork,
     ocr: OCRService,
 ) -> None:
