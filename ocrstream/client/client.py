@@ -149,7 +149,8 @@ class OCRStreamClient:
         base_url: the server, e.g. ``http://127.0.0.1:8000``.
         token: bearer token (API_TOKEN or, for :meth:`firehose`, ADMIN_TOKEN).
         timeout: seconds for connecting and between bytes (None: wait for ever).
-        transport: an httpx transport (tests pass ``httpx.ASGITransport`` or a mock).
+        transport: an httpx transport in place of the network (``httpx.MockTransport``
+            for a client-side test; the default talks to ``base_url``).
     """
 
     def __init__(

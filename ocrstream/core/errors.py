@@ -5,6 +5,7 @@ Core code raises these; only ``app`` translates them, into RFC 9457 problem resp
 
     OCRStreamError                      abstract; carries ``code`` and ``status_hint``
     ├── ConfigError                     an OCRSTREAM_* variable is invalid (start-up)
+    │   └── EngineUnavailable           the chosen OCR engine cannot run here
     ├── RequestRefused                  answered before any stream starts
     │   ├── Unauthorized                401 missing or wrong bearer token
     │   ├── CrossOriginRefused          403 a browser's POST from an origin not allowed
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigError",
     "ContentTooLarge",
     "CrossOriginRefused",
+    "EngineUnavailable",
     "ImageValidationError",
     "MalformedRequest",
     "NoFiles",
@@ -101,10 +103,17 @@ class ConfigError(OCRStreamError):
     status_hint = 500
 
 
-class RequestRefused(OCRStreamError):
-    """A request answered with a problem document before any stream starts."""
+class EngineUnavailable(ConfigError):
+    """The chosen OCR engine cannot run here (its binary or model is missing)."""
 
-    title: ClassVar[str] = "Request refused"
+    code = "engine_unavailable"
+
+
+class RequestRefused(OCRStreamError):
+    """A request answered with a problem document before any stream starts.
+
+    Its ``title`` is the status's phrase (RFC 9457), rendered in ``http/problems.py``.
+    """
 
 
 class Unauthorized(RequestRefused):
@@ -112,7 +121,6 @@ class Unauthorized(RequestRefused):
 
     code = "unauthorized"
     status_hint = 401
-    title = "Unauthorized"
 
 
 class CrossOriginRefused(RequestRefused):
@@ -120,7 +128,6 @@ class CrossOriginRefused(RequestRefused):
 
     code = "cross_origin_refused"
     status_hint = 403
-    title = "Forbidden"
 
 
 class NotFound(RequestRefused):
@@ -128,7 +135,6 @@ class NotFound(RequestRefused):
 
     code = "not_found"
     status_hint = 404
-    title = "Not Found"
 
 
 class ContentTooLarge(RequestRefused):
@@ -136,7 +142,6 @@ class ContentTooLarge(RequestRefused):
 
     code = "content_too_large"
     status_hint = 413
-    title = "Content Too Large"
 
 
 class UnsupportedMediaType(RequestRefused):
@@ -144,7 +149,6 @@ class UnsupportedMediaType(RequestRefused):
 
     code = "unsupported_media_type"
     status_hint = 415
-    title = "Unsupported Media Type"
 
 
 class ServiceBusy(RequestRefused):
@@ -156,7 +160,6 @@ class ServiceBusy(RequestRefused):
 
     code = "service_busy"
     status_hint = 503
-    title = "Service Unavailable"
 
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)

@@ -1,8 +1,9 @@
 """A job's record: its event history, its state and its per-file results.
 
 Pure: no task, no clock of its own (callers pass ``now``). The history is the job's
-whole stream; it is naturally bounded (a job has at most MAX_PARTS files, each with a
-fixed number of events), so every watcher can always be served from it.
+whole stream; it is bounded (a job has at most MAX_PARTS files, each with a fixed
+number of events), so every watcher can always be served from it. The shell keeps
+finished jobs for RESULT_TTL (``service/memory/registry.py``).
 """
 
 from __future__ import annotations

@@ -18,13 +18,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# Raised by every engine's check_available(); it is part of the one error tree.
+from ocrstream.core.errors import EngineUnavailable
+
 __all__ = ["EngineUnavailable", "PageLine", "PageText", "join_lines", "normalise_spaces"]
 
 _SPACES = re.compile(r"\s+")
-
-
-class EngineUnavailable(RuntimeError):
-    """The chosen engine cannot run here (binary or model missing); start-up stops."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

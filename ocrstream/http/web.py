@@ -2,7 +2,8 @@
 
 Plain files from ``ocrstream/http/static/`` (no build step, nothing from a CDN): the page
 uploads with XMLHttpRequest, reads the SSE response as it arrives, and resumes with
-EventSource if the connection drops. Only the files named here are served, each with
+``fetch`` from the last seq if the connection drops (EventSource cannot send the API
+token). Only the files named here are served, each with
 a fixed content type and ``Cache-Control: no-cache`` (revalidated through its ETag).
 """
 
