@@ -22,6 +22,7 @@ from ocrstream.http.fanout import FanOut, Reader
 from ocrstream.service.memory.broadcast import Broadcaster
 from ocrstream.service.memory.registry import JobHandle, JobRegistry
 from tests.chunked import take_chunks
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -163,9 +164,7 @@ def _complete(files: int) -> ev.ProcessingComplete:
 
 
 async def until(predicate: Callable[[], bool], seconds: float = 5) -> None:
-    with trio.fail_after(seconds):
-        while not predicate():
-            await trio.sleep(0.002)
+    await wait_until(predicate, timeout=seconds, interval=0.002)
 
 
 def _seqs(watcher: Watcher) -> list[int]:

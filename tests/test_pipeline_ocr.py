@@ -20,6 +20,7 @@ from ocrstream.service.pipeline import JobOptions, run_job
 from tests.images import Upload, multipart_body, scripted_png
 from tests.ordering import check_stream
 from tests.strategies import MAX_FILE_SIZE, MAX_FILES, expected_outcome, file_mixes
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
@@ -110,8 +111,7 @@ async def test_two_jobs_share_the_workers_fairly() -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(job, "big", big)
-        with trio.fail_after(10):
-            while ocr.statistics().busy == 0:  # the big job is being recognised
-                await trio.sleep(0.005)
+        # The big job is being recognised.
+        await wait_until(lambda: ocr.statistics().busy > 0, interval=0.005)
         nursery.start_soon(job, "small", small)
     assert finished == ["small", "big"]

@@ -18,6 +18,7 @@ from ocrstream.core.config import load_settings
 from ocrstream.core.sse import SSEDecoder
 from ocrstream.http.serve import run_server
 from tests.chunked import dechunk
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     from ocrstream.http.app import OCRStreamApp
@@ -42,16 +43,20 @@ class LiveServer:
 
     async def wait_streams(self, count: int, timeout: float = 10) -> None:
         """Wait until exactly ``count`` streams are open (bounded)."""
-        with trio.fail_after(timeout):
-            while self.app.state.open_streams != count:
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: self.app.state.open_streams == count,
+            timeout=timeout,
+            what=f"{count} open streams",
+        )
 
     async def wait_idle(self, timeout: float = 10) -> None:
         """Wait until no job task and no stream is left (bounded)."""
         state = self.app.state
-        with trio.fail_after(timeout):
-            while state.job_tasks_running or state.open_streams:
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: not (state.job_tasks_running or state.open_streams),
+            timeout=timeout,
+            what="no job task and no stream left",
+        )
 
 
 StartServer = Callable[..., Awaitable[LiveServer]]

@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     sse_events,
 )
 from tests.images import Upload, make_image, multipart_body, noisy_png
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     import httpx
@@ -104,9 +105,10 @@ async def test_disconnect_mid_upload_cleans_everything_up(
     body = multipart_body([Upload(big, "a.png"), Upload(make_image(), "b.png")], BOUNDARY)
     stream = await raw_request(server.port, head(len(body)), body[: len(big) + 200])
     async with stream:  # closed however the test goes: the client leaves mid-upload
-        with trio.fail_after(10):
-            while server.app.state.job_tasks_running != 1 or not _temp_files() - before:
-                await trio.sleep(0.01)
+        await wait_until(
+            lambda: server.app.state.job_tasks_running == 1 and bool(_temp_files() - before),
+            what="the job runs and has spooled to disk",
+        )
     await server.wait_idle()
     assert _temp_files() - before == set(), "the spool's temporary file is closed"
     (handle,) = server.app.state.registry._jobs.values()
@@ -265,9 +267,11 @@ async def test_finished_jobs_expire_after_result_ttl(
     _, events, _ = await post_events(client, server.url, body)
     location = f"{server.url}/api/ocr/{events[0]['job_id']}"
     assert (await client.get(location)).status_code == 200
-    with trio.fail_after(10):
-        while (await client.get(location)).status_code == 200:
-            await trio.sleep(0.1)
+
+    async def gone() -> bool:
+        return (await client.get(location)).status_code != 200
+
+    await wait_until(gone, interval=0.1, what="the job expired")
     expired = await client.get(location)
     assert expired.status_code == 404
     assert expired.headers["content-type"] == "application/problem+json"

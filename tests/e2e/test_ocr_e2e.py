@@ -12,6 +12,7 @@ from tests.e2e.conftest import BOUNDARY, head, post_events, raw_request, read_un
 from tests.images import Upload, make_image, multipart_body, scripted_png
 from tests.invoices import invoice_set
 from tests.ordering import check_stream
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     import httpx
@@ -73,9 +74,8 @@ async def test_a_small_upload_overtakes_a_big_one(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(upload, "big", big)
         assert server.app.state.ocr is not None
-        with trio.fail_after(20):
-            while server.app.state.ocr.statistics().waiting == 0:
-                await trio.sleep(0.01)
+        ocr = server.app.state.ocr
+        await wait_until(lambda: ocr.statistics().waiting > 0, timeout=20)
         nursery.start_soon(upload, "small", small)
     assert finished == ["small", "big"]
 
@@ -93,14 +93,11 @@ async def test_disconnect_during_ocr_kills_the_worker(
     stream = await raw_request(server.port, head(len(body)), body)
     await read_until(stream, b"image_ocr_start", timeout=20)
     busy_from = _cpu_ticks(pid)
-    with trio.fail_after(10):
-        while _cpu_ticks(pid) < busy_from + 5:  # the worker is computing
-            await trio.sleep(0.02)
+    # The worker is computing.
+    await wait_until(lambda: _cpu_ticks(pid) >= busy_from + 5, interval=0.02)
     await stream.aclose()
     await server.wait_idle()
-    with trio.fail_after(5):
-        while _alive(pid):
-            await trio.sleep(0.02)
+    await wait_until(lambda: not _alive(pid), timeout=5, interval=0.02)
     assert server.app.state.ocr is not None
     assert server.app.state.ocr.statistics().busy == 0
     assert server.app.state.ocr.statistics().waiting == 0
