@@ -1,8 +1,17 @@
 """How fast does the firehose fan out, and what does an idle stream cost the server?
 
-Measures two servers in one run, with the same client code, ocrstream first:
+Measures three servers in one run, with the same client code, in this order:
 
-- ``ocrstream serve`` (OCR engine ``none``), the service under test;
+- ``ocrstream serve`` (OCR engine ``none``), the service under test: the direct path,
+  where the one fan-out task writes each reader's chunks straight to its socket;
+- the ablation, ``benchmarks/stock_worker_server.py``: the same app, settings and
+  sockets on Hypercorn's own trio worker (``worker_serve``, what stock
+  ``hypercorn.trio.serve`` runs) instead of ocrstream's copy of it. The hand-off, the one
+  fan-out task and its coalescing stay; with no connection stream known there are no
+  direct writes, so for every reader with frames waiting the fan-out task wakes that
+  reader's own task (the ASGI call serving its request), which sends everything waiting,
+  as one chunk, through ASGI ``send`` (Hypercorn's h11, send lock and ``send_all``),
+  then hands the reader back. That is what would remain if the direct path were removed;
 - the baseline, ``benchmarks/naive_sse_server.py``: a plain Quart-Trio broadcast on
   stock ``hypercorn.trio.serve``, the way most SSE examples are written (each
   subscriber's body is an async generator waiting on a shared ``trio.Event``, yielding
@@ -32,11 +41,15 @@ Each server is started in a subprocess on a loopback port, once per phase:
    after, in KB per stream.
 
 Then the ratios, baseline / ocrstream (the house rule: medians, and ratios against a
-baseline measured in the same run): latency p50 and p99, and KB per idle stream. The
-baseline may saturate: every wait is bounded (30 s for the warm-up burst and for the
-window's events to arrive, 60 s to open the idle streams) and what it delivered by then
-is reported (events per subscriber, pairs measured), never a crash. ocrstream's figures
-are also set beside its targets: p99 < 90 ms at 1,000 subscribers x 20 events/s, and
+baseline measured in the same run): latency p50 and p99, and KB per idle stream; and the
+ablation's, ablation / ocrstream, with the decision rule's outcome: the direct path can
+go if the ablation delivers every pair ocrstream did with a p99 within
+``ABLATION_P99_RATIO`` (1.3x) of ocrstream's, and its idle streams stay under
+``TARGET_KB_PER_STREAM`` (25 KB). The baseline may saturate: every wait is bounded (30 s
+for the warm-up burst and for the window's events to arrive, 60 s to open the idle
+streams) and what it delivered by then is reported (events per subscriber, pairs
+measured), never a crash. ocrstream's figures (and the ablation's) are also set beside
+its targets: p99 < 90 ms at 1,000 subscribers x 20 events/s, and
 < 25 KB per idle stream.
 
 The client's cyclic garbage collector is off during each measurement window
@@ -47,8 +60,8 @@ against 34 ms off, same server). The report says so in its first lines.
 
 Usage: ``python benchmarks/bench_fanout.py`` (or ``nox -s bench -- benchmarks/bench_fanout.py``).
 Loopback only; every loop is bounded in count and time, so the script stops by itself
-even against a server that answers nothing (about a minute when both servers deliver:
-each server is started twice, phase 1 takes ~15 s and phase 2 ~15 s per server).
+even against a server that answers nothing (about a minute and a half when all three
+servers deliver: each is started twice, phase 1 takes ~15 s and phase 2 ~15 s per server).
 """
 
 from __future__ import annotations
@@ -63,7 +76,7 @@ import sys
 import tempfile
 import time
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -92,6 +105,9 @@ WAIT = 30.0  # bound on the warm-up burst and on the window's events reaching ev
 OPEN_BUDGET = 60.0  # bound on opening all the idle streams
 TARGET_P99_MS = 90.0
 TARGET_KB_PER_STREAM = 25.0
+# The ablation's decision rule: the direct path can go if the ablation's p99 is at most
+# this many times ocrstream's (same run) and its idle streams stay under TARGET_KB_PER_STREAM.
+ABLATION_P99_RATIO = 1.3
 # The client's cyclic GC, off (and everything frozen) during each measurement window:
 # its collections over ~100k arrival records paused the whole measuring process for tens
 # of ms and read as delivery latency (p99 106 ms with it on against 34 ms off).
@@ -186,10 +202,10 @@ def _get_request(path: str, *, token: str | None = None) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n{auth}\r\n".encode()
 
 
-def _targets() -> tuple[Target, Target]:
+def _targets() -> tuple[Target, Target, Target]:
     body = multipart_body([Upload(_png(), "small.png", "image/png")], BOUNDARY)
     ocrstream = Target(
-        name="ocrstream",
+        name="ocrstream (direct path)",
         command=(sys.executable, "-m", "ocrstream", "serve", "--port", "{port}"),
         env=ENV,
         trigger=_upload_request(body),
@@ -197,6 +213,11 @@ def _targets() -> tuple[Target, Target]:
         hold_job=True,
         metrics=True,
         targets=True,
+    )
+    ablation = replace(
+        ocrstream,
+        name="ablation (ocrstream on Hypercorn's own worker_serve: ASGI sends)",
+        command=(sys.executable, str(Path(__file__).with_name("stock_worker_server.py")), "{port}"),
     )
     baseline = Target(
         name="baseline (stock Quart-Trio broadcast)",
@@ -211,7 +232,7 @@ def _targets() -> tuple[Target, Target]:
         metrics=False,
         targets=False,
     )
-    return ocrstream, baseline
+    return ocrstream, ablation, baseline
 
 
 async def _connect(port: int, request: bytes) -> tuple[trio.socket.SocketType, bytes, bytes]:
@@ -640,6 +661,33 @@ def _ratio(baseline: float | None, ours: float | None) -> str:
     return f"{baseline / ours:.1f}x"
 
 
+def _report_ratios(title: str, name: str, other: Summary, ours: Summary) -> None:
+    """``other`` / ocrstream: latency p50 and p99, KB per idle stream."""
+    print(title)
+    print(f"   latency p50 {_ratio(other.p50, ours.p50)}  p99 {_ratio(other.p99, ours.p99)}")
+    if other.pairs < ours.pairs:
+        print(
+            f"   (the {name} delivered {other.pairs} pairs to ocrstream's {ours.pairs}; "
+            "its percentiles cover only what arrived)"
+        )
+    print(f"   KB per idle stream {_ratio(other.kb, ours.kb)}")
+
+
+def _report_decision(ours: Summary, ablation: Summary) -> None:
+    """What the ablation's decision rule makes of the ablation against the direct path."""
+    p99, ablation_p99, kb = ours.p99, ablation.p99, ablation.kb
+    if p99 is None or ablation_p99 is None or kb is None:
+        print("   decision: n/a (a figure is missing)")
+        return
+    close = ablation_p99 <= ABLATION_P99_RATIO * p99 and ablation.pairs >= ours.pairs
+    small = kb < TARGET_KB_PER_STREAM
+    print(
+        f"   decision (every pair, p99 within {ABLATION_P99_RATIO}x: {'yes' if close else 'no'}; "
+        f"idle under {TARGET_KB_PER_STREAM:.0f} KB: {'yes' if small else 'no'}): "
+        + ("the direct path can be removed" if close and small else "keep the direct path")
+    )
+
+
 def _raise_fd_limit() -> tuple[int, int]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
@@ -651,8 +699,9 @@ def main() -> None:
     began = time.perf_counter()
     soft, _ = _raise_fd_limit()
     print(
-        f"ocrstream fan-out benchmark against a stock Quart-Trio broadcast ({os.cpu_count()} "
-        f"CPUs, RLIMIT_NOFILE {soft} for this process and the servers)"
+        "ocrstream fan-out benchmark, with an ablation (the same app on Hypercorn's own worker,\n"
+        f"no direct writes) and against a stock Quart-Trio broadcast ({os.cpu_count()} CPUs, "
+        f"RLIMIT_NOFILE {soft} for this process and the servers)"
     )
     print(
         f"   {JOBS} bursts of {EVENTS_PER_JOB} events one every {JOB_INTERVAL * 1000:.0f} ms = "
@@ -685,15 +734,20 @@ def main() -> None:
         print()
         summaries.append(Summary(p50, p99, kb, len(fanout.latencies)))
 
-    ours, baseline = summaries
-    print("ratios, baseline / ocrstream (how many times lower ocrstream is):")
-    print(f"   latency p50 {_ratio(baseline.p50, ours.p50)}  p99 {_ratio(baseline.p99, ours.p99)}")
-    if baseline.pairs < ours.pairs:
-        print(
-            f"   (the baseline delivered {baseline.pairs} pairs to ocrstream's {ours.pairs}; "
-            "its percentiles cover only what arrived)"
-        )
-    print(f"   KB per idle stream {_ratio(baseline.kb, ours.kb)}")
+    ours, ablation, baseline = summaries
+    _report_ratios(
+        "ratios, baseline / ocrstream (how many times lower ocrstream is):",
+        "baseline",
+        baseline,
+        ours,
+    )
+    _report_ratios(
+        "ratios, ablation / ocrstream (how many times higher without the direct path):",
+        "ablation",
+        ablation,
+        ours,
+    )
+    _report_decision(ours, ablation)
     print(f"\n(ran {time.perf_counter() - began:.0f} s)")
 
 

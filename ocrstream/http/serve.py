@@ -229,6 +229,7 @@ async def run_server(
     port: int | None = None,
     handle_signals: bool = True,
     shutdown: trio.Event | None = None,
+    worker: Callable[..., Awaitable[None]] = serve_hypercorn,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``shutdown`` is set), then shut down gracefully.
@@ -239,6 +240,10 @@ async def run_server(
         host, port: override where to listen.
         handle_signals: install the SIGTERM/SIGINT handlers (off in tests).
         shutdown: an event that starts a graceful shutdown when set.
+        worker: the server loop, called as :func:`serve_hypercorn` is. Hypercorn's own
+            ``hypercorn.trio.run.worker_serve`` takes the same arguments but sets no
+            :data:`CONNECTION_STREAM`, so every watcher stream goes through ASGI sends
+            (the fan-out ablation in benchmarks/bench_fanout.py).
         task_status: receives the bound URLs once listening.
     """
     check_engine(settings)
@@ -262,7 +267,7 @@ async def run_server(
     async with trio.open_nursery() as nursery:
 
         async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            await serve_hypercorn(
+            await worker(
                 wrap_app(app, config.wsgi_max_body_size, None),
                 config,
                 sockets=listening_sockets(

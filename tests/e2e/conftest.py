@@ -16,7 +16,7 @@ import trio
 from ocrstream import create_app
 from ocrstream.core.config import load_settings
 from ocrstream.core.sse import SSEDecoder
-from ocrstream.http.serve import run_server
+from ocrstream.http.serve import run_server, serve_hypercorn
 from tests.chunked import dechunk
 from tests.waiting import wait_until
 
@@ -64,9 +64,12 @@ StartServer = Callable[..., Awaitable[LiveServer]]
 
 @pytest.fixture
 async def start_server(nursery: trio.Nursery) -> StartServer:
-    """Start a server with settings overrides; it stops when the test ends."""
+    """Start a server with settings overrides (and the server loop, ``worker``); it stops
+    when the test ends."""
 
-    async def start(**overrides: object) -> LiveServer:
+    async def start(
+        *, worker: Callable[..., Awaitable[None]] = serve_hypercorn, **overrides: object
+    ) -> LiveServer:
         values: dict[str, object] = {
             "validation_threads": 2,
             "shutdown_grace": 1,
@@ -85,6 +88,7 @@ async def start_server(nursery: trio.Nursery) -> StartServer:
                 port=0,
                 handle_signals=False,
                 shutdown=shutdown,
+                worker=worker,
             )
         )
         return LiveServer(url=binds[0], app=app, shutdown=shutdown)

@@ -10,6 +10,7 @@ import h11
 import httpx
 import pytest
 import trio
+from hypercorn.trio.run import worker_serve
 
 from ocrstream.core.sse import SSEDecoder
 from tests.e2e.conftest import (
@@ -71,6 +72,15 @@ class StrictClient:
                 return
             else:
                 raise AssertionError(f"unexpected {event!r}")
+
+    async def read_events(self, count: int, timeout: float = 10) -> None:
+        """Read body chunks, decoding SSE, until ``count`` events have come (a stream
+        that does not end, such as the firehose)."""
+        with trio.fail_after(timeout):
+            while len(self.messages) < count:
+                event = await self.next_event()
+                assert isinstance(event, h11.Data), event
+                self.messages.extend(self.decoder.feed(bytes(event.data)))
 
     def documents(self) -> list[dict[str, Any]]:
         return [json.loads(message.data) for message in self.messages]
@@ -156,11 +166,7 @@ async def test_firehose_readers_get_every_event_then_keepalives(
     readers = await _firehose_readers(server, 2)
     uploaded = await _job(server, client, files=2)
     for reader in readers:
-        with trio.fail_after(10):
-            while len(reader.documents()) < len(uploaded):
-                event = await reader.next_event()
-                assert isinstance(event, h11.Data)
-                reader.messages.extend(reader.decoder.feed(bytes(event.data)))
+        await reader.read_events(len(uploaded))
         assert reader.documents() == uploaded
         # Quiet now: keep-alive comments, in well-formed chunks.
         comments = reader.decoder.comments
@@ -229,4 +235,30 @@ async def test_a_watcher_that_asked_for_connection_close_gets_chunks_then_the_cl
     raw = await read_to_close(await raw_request(server.port, request), timeout=5)
     assert raw.endswith(b"\r\n0\r\n\r\n")
     assert sse_events(raw) == uploaded
+    await server.wait_idle()
+
+
+async def test_under_hypercorns_own_worker_watchers_are_served_through_asgi(
+    start_server: StartServer, client: httpx.AsyncClient
+) -> None:
+    # The fan-out ablation's server (bench_fanout.py): no connection stream is known, so
+    # the fan-out task hands every reader's chunks to that reader's own ASGI sends.
+    server = await start_server(worker=worker_serve, admin_token=ADMIN)
+    (firehose,) = await _firehose_readers(server, 1)
+    uploaded = await _job(server, client)
+    fanout = server.app.state.fanout
+    strict = StrictClient(await trio.open_tcp_stream("127.0.0.1", server.port))
+    async with firehose.stream, strict.stream:
+        await firehose.read_events(len(uploaded))
+        assert firehose.documents() == uploaded
+        await strict.send("GET", f"/api/ocr/{uploaded[0]['job_id']}/events")
+        assert (await strict.response()).status_code == 200
+        await strict.read_until_end()
+        assert strict.documents() == uploaded
+        statistics = fanout.statistics()
+        assert statistics.direct_writes == 0, "nothing written to a socket by the fan-out"
+        assert statistics.handed_over >= 2, "each reader's own task sent its chunks"
+        strict.connection.start_next_cycle()
+        await strict.send("GET", "/healthz")
+        assert (await strict.response()).status_code == 200
     await server.wait_idle()
