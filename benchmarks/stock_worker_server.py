@@ -8,7 +8,7 @@ listening sockets, signals and graceful shutdown, through ``run_server``) except
 the server loop: ``hypercorn.trio.run.worker_serve``, the worker that stock
 ``hypercorn.trio.serve`` runs once it has wrapped the app (as ``run_server`` does),
 instead of ocrstream's copy of it, ``serve_hypercorn``. That copy's one addition is
-``CONNECTION_STREAM``; without it the hand-off, the one fan-out task and its coalescing
+``DIRECT_CONNECTION``; without it the hand-off, the one fan-out task and its coalescing
 all stay, but no reader has a direct writer, so the fan-out task hands each reader's
 frames to that reader's own task, which sends them as one chunk through ASGI
 ``send`` (Hypercorn's h11, send lock and ``send_all``).

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from ocrstream.core import events as ev
 from ocrstream.core.sse import SSEDecoder, SSEMessage
-from ocrstream.http.direct import ChunkWriter, ConnectionBroken
+from ocrstream.http.direct import ChunkWriter, ConnectionBroken, DirectConnection
 from ocrstream.http.fanout import FanOut, Reader
 from ocrstream.service.memory.broadcast import Broadcaster
 from ocrstream.service.memory.registry import JobHandle, JobRegistry
@@ -106,7 +106,13 @@ class Rig:
             self.streams += (server, client)
         cursor = source.__enter__()
         watcher = Watcher(
-            Reader(cursor, job_id, ChunkWriter(server) if server else None), server, client
+            Reader(
+                cursor,
+                job_id,
+                ChunkWriter(DirectConnection(server, trio.Lock())) if server else None,
+            ),
+            server,
+            client,
         )
 
         async def receive() -> dict[str, Any]:
@@ -383,7 +389,7 @@ async def test_a_closed_connection_is_never_written_even_if_its_fd_is_reused() -
 
 async def test_the_writer_reports_a_peer_that_reset() -> None:
     server_sock, client_sock = trio.socket.socketpair()
-    writer = ChunkWriter(trio.SocketStream(server_sock))
+    writer = ChunkWriter(DirectConnection(trio.SocketStream(server_sock), trio.Lock()))
     client_sock.close()
     try:
         writer.write_nowait(ChunkWriter.frame(b"data"))

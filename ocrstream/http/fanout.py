@@ -1,24 +1,49 @@
 """The watchers' fan-out: one task writes the events of every watcher stream.
 
-``GET /api/events`` (the firehose) and ``GET /api/ocr/{id}/events`` may each have
-many readers. A task per reader, woken for every event and sending through Quart,
-Hypercorn, h11 and trio, costs 60 to 150 µs per reader per event, so 1,000 firehose
-readers saturated a core at 20 events/s. Here a publish only marks the readers that
-care (that job's watchers, the firehose readers) and rings one doorbell. The fan-out
-task then takes each marked reader's waiting frames (encoded once when published)
-and writes them as one HTTP/1.1 chunk straight to its socket, without waiting
-(:mod:`ocrstream.http.direct`).
+The watcher path, end to end (``GET /api/events`` and ``GET /api/ocr/{id}/events``):
 
-Whatever the socket cannot take at once is the reader's own business: its task (the
-ASGI call serving its request, otherwise waiting for the client to leave) is woken
-through a cancel scope, sends the rest with ordinary awaits, catches up with
-everything published meanwhile in one chunk, and hands the reader back. So a slow
-reader never holds up the loop nor anyone else. Readers without a direct socket
-(HTTP/1.0 or HTTP/2 clients, Quart's test client) are always served by their own
-task, woken the same way.
+1. **Connection** (``serve.py``). ocrstream runs Hypercorn's own trio worker loop,
+   copied so that each connection's task can set :data:`~ocrstream.http.direct.
+   DIRECT_CONNECTION` (its socket stream and Hypercorn's send lock for it) before
+   Hypercorn's ``TCPServer`` serves it; the connection's requests inherit it.
+2. **Route** (``routes.py``, in Quart). Everything about the stream is decided here:
+   the token, 404 or 204, the MAX_STREAMS slot, the subscription (a cursor), the
+   200 head. The route hands the cursor to the request's
+   :class:`~ocrstream.http.handoff.HandOff` and returns an empty streaming body.
+3. **Hand-off** (``handoff.py``, ASGI middleware around Quart). It lets the head
+   through (refusing one whose framing is not the server's to choose:
+   ``Content-Length``, another transfer coding), holds back the body's end, and once
+   Quart has let go of the request goes on in the same ASGI call: it makes the
+   reader (:class:`Reader`: the cursor, and a
+   :class:`~ocrstream.http.direct.ChunkWriter` for an HTTP/1.1 connection) and calls
+   :meth:`FanOut.follow`, which waits there for the client to leave.
+4. **Publish** (``service/memory/registry.py``). Recording an event marks that job's
+   readers and the firehose readers here and rings one doorbell: constant time, no
+   reader touched.
+5. **Fan-out** (this module, one task in the app's lifespan). Each round takes every
+   marked reader's waiting frames (encoded once, at publish) and writes them as one
+   HTTP/1.1 chunk with a non-blocking write (``direct.py``: only when Hypercorn is not
+   writing that connection, so their bytes never interleave). What the socket cannot
+   take at once is handed to the reader's own task (step 3's call, woken through a
+   cancel scope), which sends it with ordinary awaits under Hypercorn's send lock
+   (bounded by STALLED_READER_TIMEOUT through TCP_USER_TIMEOUT), catches up with
+   everything published meanwhile in one chunk, and hands the reader back. Readers
+   without a direct writer (HTTP/1.0, HTTP/2, Quart's test client, another server)
+   are always served by their own task through ASGI sends, woken the same way.
+6. **End**. When the reader's cursor is exhausted (the terminal event sent) or the
+   server ends its streams, its task returns to the hand-off, which sends the body's
+   end through Hypercorn (the last chunk: h11's state stays right and the connection
+   serves its next request); a client that left frees its slot and cursor at once.
 
-Keep-alives: the loop also writes ``: keep-alive`` to each reader that has been
-sent nothing for KEEPALIVE_INTERVAL, oldest first.
+Why: a task per reader, woken for every event and sending through Quart, Hypercorn,
+h11 and trio, costs 60 to 150 µs per reader per event, so 1,000 firehose readers
+saturated a core at 20 events/s. Without the direct writes (step 5 through ASGI
+sends, under Hypercorn's own worker) the same 1,000 readers' p99 was 5 to 20 times
+the direct path's (``benchmarks/bench_fanout.py``, the ablation): README's
+"Operating notes" say which small Hypercorn hook would let steps 1 and 5's copy go.
+
+Keep-alives: the loop also writes ``: keep-alive`` to each reader that has been sent
+nothing for KEEPALIVE_INTERVAL, oldest first.
 """
 
 from __future__ import annotations
@@ -329,6 +354,8 @@ class FanOut:
             framed = writer.frame(data)
             try:
                 written = writer.write_nowait(framed)
+            except trio.WouldBlock:
+                written = 0
             except ConnectionBroken:
                 reader.broken = True
                 self._hand_over(reader)

@@ -19,7 +19,7 @@ from ocrstream.http.direct import chunk_writer_for
 from ocrstream.http.fanout import FanOut, Reader
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from hypercorn.typing import (
         ASGIReceiveCallable,
@@ -30,10 +30,37 @@ if TYPE_CHECKING:
 
     from ocrstream.service.cursor import FrameSource
 
-__all__ = ["HANDOFF_KEY", "HandOff", "WatcherStreams"]
+__all__ = ["HANDOFF_KEY", "HandOff", "HandOffRefused", "WatcherStreams", "check_stream_head"]
 
 #: Where a GET request's scope carries its :class:`HandOff` (an ocrstream extension).
 HANDOFF_KEY = "ocrstream.http.handoff"
+
+
+class HandOffRefused(RuntimeError):
+    """A route handed over a stream whose head does not fit the fan-out's framing (a bug
+    in the route: the head is not sent)."""
+
+
+def check_stream_head(headers: Iterable[tuple[bytes, bytes]], http_version: str) -> None:
+    """Check that a handed-over stream's head leaves the body's framing to the server.
+
+    The fan-out writes HTTP/1.1 chunks itself (direct.py), and h11 frames a body as
+    chunks exactly when the head carries neither ``Content-Length`` nor another
+    ``Transfer-Encoding``; HTTP/1.0 (close-delimited) and HTTP/2 readers go through
+    ASGI sends, for which the same head is right.
+
+    Raises:
+        HandOffRefused: the head carries ``Content-Length`` or a transfer coding other
+            than chunked, or the protocol is not HTTP/1.0, 1.1 or 2.
+    """
+    if http_version not in {"1.0", "1.1", "2"}:
+        raise HandOffRefused(f"HTTP/{http_version} is not served by the fan-out")
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"content-length":
+            raise HandOffRefused("a handed-over stream's head carries Content-Length")
+        if lowered == b"transfer-encoding" and value.strip().lower() != b"chunked":
+            raise HandOffRefused(f"a handed-over stream's head says Transfer-Encoding {value!r}")
 
 
 class HandOff:
@@ -87,6 +114,8 @@ class WatcherStreams:
 
         async def send_head_only(message: ASGISendEvent) -> None:
             if handoff.accepted and message["type"] == "http.response.start":
+                if message["status"] == 200:
+                    check_stream_head(message.get("headers", ()), scope["http_version"])
                 handoff.started = message["status"] == 200
             elif handoff.started and message["type"] == "http.response.body":
                 return  # the (empty) body of a handed-over stream is served below

@@ -9,6 +9,7 @@ seconds to finish; the rest are then cancelled and end with ``processing_error``
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import socket
 from functools import partial
@@ -25,7 +26,7 @@ from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wra
 
 from ocrstream.engines.worker import engine_module
 from ocrstream.http.app import OCRStreamApp, ServiceState, create_app
-from ocrstream.http.direct import CONNECTION_STREAM
+from ocrstream.http.direct import DIRECT_CONNECTION, DirectConnection
 from ocrstream.http.expect import CONTINUE_GATE, ContinueGate, defer_continue
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ async def serve_hypercorn(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Hypercorn's trio worker (``hypercorn.trio.run.worker_serve``) for plain TCP
-    sockets, with one addition: each connection's task sets :data:`CONNECTION_STREAM`
+    sockets, with one addition: each connection's task sets :data:`DIRECT_CONNECTION`
     to its socket stream before Hypercorn's ``TCPServer`` runs the connection, so the
     watcher streams can write to their sockets directly (see direct.py).
 
@@ -120,15 +121,20 @@ async def serve_hypercorn(
     config.set_statsd_logger_class(StatsdLogger)
     lifespan_state: LifespanState = {}
     lifespan = Lifespan(app, config, lifespan_state)
-    context = WorkerContext(None)
+    # As worker_serve: the process stops after max_requests (plus jitter), if set.
+    max_requests = None
+    if config.max_requests is not None:
+        max_requests = config.max_requests + random.randint(0, config.max_requests_jitter)
+    context = WorkerContext(max_requests)
     connection_state = ConnectionState(lifespan_state.copy())
 
     async def serve_connection(stream: trio.SocketStream) -> None:
-        # This task's context: the connection's requests inherit both.
-        CONNECTION_STREAM.set(stream)
         gate = ContinueGate()
+        server = _TCPServer(app, config, context, connection_state, stream, gate)
+        # This task's context: the connection's requests inherit both.
+        DIRECT_CONNECTION.set(DirectConnection(stream, server.send_lock))
         CONTINUE_GATE.set(gate)
-        await _TCPServer(app, config, context, connection_state, stream, gate)
+        await server
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
@@ -242,7 +248,7 @@ async def run_server(
         shutdown: an event that starts a graceful shutdown when set.
         worker: the server loop, called as :func:`serve_hypercorn` is. Hypercorn's own
             ``hypercorn.trio.run.worker_serve`` takes the same arguments but sets no
-            :data:`CONNECTION_STREAM`, so every watcher stream goes through ASGI sends
+            :data:`DIRECT_CONNECTION`, so every watcher stream goes through ASGI sends
             (the fan-out ablation in benchmarks/bench_fanout.py).
         task_status: receives the bound URLs once listening.
     """
