@@ -3,50 +3,24 @@
 from __future__ import annotations
 
 import json
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 import trio.testing
 
-from ocrstream import create_app
-from ocrstream.core.config import load_settings
-from ocrstream.core.sse import SSEDecoder
+from tests.apps import BOUNDARY, MULTIPART, decode_events, make_app, serving
 from tests.images import Upload, make_image, multipart_body
 from tests.ordering import check_stream
 
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-BOUNDARY = "ocrstream-test-boundary"
-MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
-
-
-def _events(raw: bytes) -> list[dict[str, Any]]:
-    return [json.loads(message.data) for message in SSEDecoder().feed(raw)]
-
-
-def _app(**overrides: object) -> Any:
-    values: dict[str, object] = {"ocr_engine": "none"}
-    values.update(overrides)
-    return create_app(load_settings({}, **values))
-
-
-@asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[Any]:
-    """A test client with the app's lifespan running (the watchers' fan-out task)."""
-    async with app.test_app() as running:
-        yield running.test_client()
-
 
 async def test_healthz() -> None:
-    response = await _app().test_client().get("/healthz")
+    response = await make_app().test_client().get("/healthz")
     assert response.status_code == 200
     assert await response.get_json() == {"status": "ok"}
 
 
 async def test_upload_streams_events_with_the_spec_headers() -> None:
-    app = _app()
+    app = make_app()
     body = multipart_body(
         [Upload(make_image("PNG"), "a.png", "image/png"), Upload(b"nope", "b.txt", "text/plain")],
         BOUNDARY,
@@ -58,7 +32,7 @@ async def test_upload_streams_events_with_the_spec_headers() -> None:
     assert response.headers["Content-Type"].startswith("text/event-stream")
     assert response.headers["Cache-Control"] == "no-cache"
     assert response.headers["X-Accel-Buffering"] == "no"
-    events = _events(await response.get_data())
+    events = decode_events(await response.get_data())
     outcome = check_stream(events)
     assert outcome.outcomes == {0: ("valid", "PNG"), 1: ("invalid", "not_an_image")}
     assert response.headers["Location"] == f"/api/ocr/{events[0]['job_id']}"
@@ -83,7 +57,7 @@ async def _problem(response: Any, status: int) -> dict[str, Any]:
 
 
 async def test_refusals_are_problem_documents() -> None:
-    client = _app(max_files=1, max_file_size=100).test_client()
+    client = make_app(max_files=1, max_file_size=100).test_client()
     not_multipart = await client.post("/api/ocr", data=b"x", headers={"Content-Type": "text/plain"})
     assert "multipart/form-data" in (await _problem(not_multipart, 415))["detail"]
     no_boundary = await client.post(
@@ -101,7 +75,7 @@ async def test_refusals_are_problem_documents() -> None:
 
 
 async def test_max_streams_answers_503_with_retry_after() -> None:
-    app = _app(max_streams=1)
+    app = make_app(max_streams=1)
     client = app.test_client()
     body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
     async with client.request(
@@ -115,14 +89,14 @@ async def test_max_streams_answers_503_with_retry_after() -> None:
         assert busy.headers["Retry-After"] == "1"
         await held.send(body[10:])
         await held.send_complete()
-    assert check_stream(_events(held.response_data)).terminal == "processing_complete"
+    assert check_stream(decode_events(held.response_data)).terminal == "processing_complete"
     assert app.state.open_streams == 0
     again = await client.post("/api/ocr", data=body, headers={"Content-Type": MULTIPART})
     assert again.status_code == 200
 
 
 async def test_api_token_guards_every_api_route() -> None:
-    app = _app(api_token="s3cret")
+    app = make_app(api_token="s3cret")
     client = app.test_client()
     body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
@@ -141,7 +115,7 @@ async def test_api_token_guards_every_api_route() -> None:
 
 
 async def test_watchers_replay_resume_and_finish() -> None:
-    app = _app()
+    app = make_app()
     async with serving(app) as client:
         await _replay_resume_and_finish(app, client)
 
@@ -149,7 +123,7 @@ async def test_watchers_replay_resume_and_finish() -> None:
 async def test_watchers_are_refused_while_the_app_is_not_serving() -> None:
     # Without the lifespan (Quart's bare test client) nothing writes watcher streams:
     # a 503 to retry, never a stream that hangs.
-    app = _app(admin_token="admin")
+    app = make_app(admin_token="admin")
     client = app.test_client()
     upload = await client.post(
         "/api/ocr",
@@ -168,29 +142,29 @@ async def test_watchers_are_refused_while_the_app_is_not_serving() -> None:
 async def _replay_resume_and_finish(app: Any, client: Any) -> None:
     body = multipart_body([Upload(make_image(), "a.png"), Upload(b"", "e.png")], BOUNDARY)
     upload = await client.post("/api/ocr", data=body, headers={"Content-Type": MULTIPART})
-    uploaded = _events(await upload.get_data())
+    uploaded = decode_events(await upload.get_data())
     location = upload.headers["Location"]
     watched = await client.get(f"{location}/events")
     assert watched.headers["Content-Type"].startswith("text/event-stream")
-    assert _events(await watched.get_data()) == uploaded
+    assert decode_events(await watched.get_data()) == uploaded
     for seq in range(len(uploaded) - 1):
         resumed = await client.get(f"{location}/events", headers={"Last-Event-ID": str(seq)})
-        assert _events(await resumed.get_data()) == uploaded[seq + 1 :]
+        assert decode_events(await resumed.get_data()) == uploaded[seq + 1 :]
         by_query = await client.get(f"{location}/events?last_event_id={seq}")
-        assert _events(await by_query.get_data()) == uploaded[seq + 1 :]
+        assert decode_events(await by_query.get_data()) == uploaded[seq + 1 :]
     done = await client.get(f"{location}/events", headers={"Last-Event-ID": str(len(uploaded) - 1)})
     assert done.status_code == 204
     assert app.state.open_streams == 0
 
 
 async def test_a_body_shorter_than_its_content_length_is_malformed() -> None:
-    app = _app()
+    app = make_app()
     body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
     headers = {"Content-Type": MULTIPART, "Content-Length": str(len(body) + 100)}
     async with app.test_client().request("/api/ocr", method="POST", headers=headers) as upload:
         await upload.send(body)
         await upload.send_complete()
-    events = _events(upload.response_data)
+    events = decode_events(upload.response_data)
     assert [e["type"] for e in events] == ["processing_error"]
     assert events[0]["data"]["error"]["code"] == "malformed_request"
     assert "declared" in events[0]["data"]["error"]["message"]

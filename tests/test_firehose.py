@@ -10,8 +10,8 @@ import trio
 import trio.testing
 
 from ocrstream.core.sse import SSEDecoder, SSEMessage
+from tests.apps import BOUNDARY, MULTIPART, decode_events, make_app, serving
 from tests.images import Upload, make_image, multipart_body
-from tests.test_app import BOUNDARY, MULTIPART, _app, _events, serving
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -38,17 +38,17 @@ async def _upload(client: Any, parts: list[Upload]) -> list[dict[str, Any]]:
     response = await client.post(
         "/api/ocr", data=multipart_body(parts, BOUNDARY), headers={"Content-Type": MULTIPART}
     )
-    return _events(await response.get_data())
+    return decode_events(await response.get_data())
 
 
 async def test_firehose_is_404_without_an_admin_token() -> None:
-    response = await _app().test_client().get("/api/events")
+    response = await make_app().test_client().get("/api/events")
     assert response.status_code == 404
     assert response.headers["Content-Type"] == "application/problem+json"
 
 
 async def test_firehose_needs_the_admin_token_not_the_api_token() -> None:
-    app = _app(admin_token="admin-secret", api_token="api-secret")
+    app = make_app(admin_token="admin-secret", api_token="api-secret")
     async with serving(app) as client:
         for headers in ({}, {"Authorization": "Bearer api-secret"}, {"Authorization": "Bearer x"}):
             response = await client.get("/api/events", headers=headers)
@@ -62,7 +62,7 @@ async def test_firehose_needs_the_admin_token_not_the_api_token() -> None:
 
 
 async def test_a_firehose_reader_sees_every_jobs_events_with_ring_ids() -> None:
-    app = _app(admin_token="admin-secret")
+    app = make_app(admin_token="admin-secret")
     async with serving(app) as client:
         async with streaming(client, "/api/events", headers=ADMIN) as stream:
             await stream.send_complete()
@@ -82,7 +82,7 @@ async def test_a_firehose_reader_sees_every_jobs_events_with_ring_ids() -> None:
 
 
 async def test_a_stalled_firehose_reader_is_told_what_it_missed() -> None:
-    app = _app(admin_token="admin-secret", event_buffer=8)
+    app = make_app(admin_token="admin-secret", event_buffer=8)
     async with serving(app) as client:
         async with streaming(client, "/api/events", headers=ADMIN) as stream:
             await stream.send_complete()
@@ -113,7 +113,7 @@ async def test_a_stalled_firehose_reader_is_told_what_it_missed() -> None:
 
 
 async def test_three_watchers_joining_at_different_moments_see_the_same_stream() -> None:
-    app = _app()
+    app = make_app()
     async with serving(app) as client:
         body = multipart_body([Upload(make_image(), f"{i}.png") for i in range(3)], BOUNDARY)
         async with client.request(
@@ -132,15 +132,15 @@ async def test_three_watchers_joining_at_different_moments_see_the_same_stream()
                     await handle.done.wait()
                 middle = await client.get(location)
         late = await client.get(location)
-        uploaded = _events(upload.response_data)
-        assert _events(early.response_data) == uploaded
-        assert _events(await middle.get_data()) == uploaded
-        assert _events(await late.get_data()) == uploaded
+        uploaded = decode_events(upload.response_data)
+        assert decode_events(early.response_data) == uploaded
+        assert decode_events(await middle.get_data()) == uploaded
+        assert decode_events(await late.get_data()) == uploaded
         assert app.state.open_streams == 0
 
 
 async def test_metrics_count_streams_jobs_events_and_errors() -> None:
-    app = _app(admin_token="admin-secret")
+    app = make_app(admin_token="admin-secret")
     client = app.test_client()
     await _upload(
         client, [Upload(make_image(), "a.png"), Upload(b"", "e.png"), Upload(b"x", "n.png")]
