@@ -300,3 +300,11 @@ async def test_docs_is_a_self_contained_page_its_policy_allows() -> None:
     assert _csp_source(style) in policy
     assert "textContent" in script
     assert "innerHTML" not in script
+
+
+def test_every_event_schema_describes_its_data() -> None:
+    schemas = openapi_document(_settings())["components"]["schemas"]
+    assert isinstance(schemas, dict)
+    for name, cls in event_classes().items():
+        schema = schemas[cls.__name__]
+        assert schema.get("description"), f"{name}: the event class has no docstring"

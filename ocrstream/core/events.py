@@ -73,6 +73,9 @@ class OCRLine:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UploadStarted:
+    """The whole body has arrived (always seq 0): how many files it held, and their bytes in
+    all."""
+
     type: ClassVar[str] = "upload_started"
     file_count: int
     total_bytes: int
@@ -83,6 +86,8 @@ class UploadStarted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageReceived:
+    """File ``file_index`` has been read from the body (its declared content type as sent)."""
+
     type: ClassVar[str] = "image_received"
     file_index: int
     file_name: str
@@ -95,6 +100,8 @@ class ImageReceived:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageValidationStart:
+    """File ``file_index`` is being validated: real format, size, pixels, decodability."""
+
     type: ClassVar[str] = "image_validation_start"
     file_index: int
     file_name: str
@@ -102,6 +109,9 @@ class ImageValidationStart:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageValidationSuccess:
+    """File ``file_index`` is a valid image: its format judged from the bytes, its size and
+    mode."""
+
     type: ClassVar[str] = "image_validation_success"
     file_index: int
     file_name: str
@@ -117,6 +127,8 @@ class ImageValidationSuccess:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageValidationError:
+    """File ``file_index`` failed validation; ``error.code`` says why (the job goes on)."""
+
     type: ClassVar[str] = "image_validation_error"
     file_index: int
     file_name: str
@@ -129,6 +141,8 @@ class ImageValidationError:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AllImagesValidated:
+    """Every file has its validation result: how many were valid and invalid."""
+
     type: ClassVar[str] = "all_images_validated"
     file_count: int
     valid_count: int
@@ -140,6 +154,8 @@ class AllImagesValidated:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageOCRStart:
+    """File ``file_index`` has reached an OCR worker running ``engine``."""
+
     type: ClassVar[str] = "image_ocr_start"
     file_index: int
     file_name: str
@@ -148,6 +164,9 @@ class ImageOCRStart:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageOCRSuccess:
+    """File ``file_index`` was recognised: its text (lines joined by LF) and its lines with
+    confidence and pixel boxes."""
+
     type: ClassVar[str] = "image_ocr_success"
     file_index: int
     file_name: str
@@ -158,6 +177,8 @@ class ImageOCRSuccess:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageOCRError:
+    """File ``file_index`` could not be recognised (``ocr_failed``, ``ocr_timeout``)."""
+
     type: ClassVar[str] = "image_ocr_error"
     file_index: int
     file_name: str
@@ -169,6 +190,9 @@ class ImageOCRError:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProcessingComplete:
+    """The job's terminal event when it ran to its end: the counts of each outcome and its
+    duration."""
+
     type: ClassVar[str] = "processing_complete"
     file_count: int
     valid_count: int
@@ -187,6 +211,9 @@ class ProcessingComplete:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProcessingError:
+    """The job's terminal event when a request-level failure ended it; ``error.code`` says
+    which."""
+
     type: ClassVar[str] = "processing_error"
     error: ErrorInfo
 
@@ -196,6 +223,9 @@ class ProcessingError:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamLagged:
+    """Firehose only: this reader fell behind the ring and skipped ``missed`` events; the next
+    one has id ``resume_seq``."""
+
     type: ClassVar[str] = "stream_lagged"
     missed: int
     resume_seq: int
