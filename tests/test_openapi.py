@@ -303,8 +303,9 @@ async def test_docs_is_a_self_contained_page_its_policy_allows() -> None:
 
 
 def test_every_event_schema_describes_its_data() -> None:
-    schemas = openapi_document(_settings())["components"]["schemas"]
-    assert isinstance(schemas, dict)
+    components = openapi_document(_settings())["components"]
+    assert isinstance(components, dict)
+    schemas = components["schemas"]
     for name, cls in event_classes().items():
         schema = schemas[cls.__name__]
         assert schema.get("description"), f"{name}: the event class has no docstring"
