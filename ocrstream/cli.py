@@ -65,7 +65,8 @@ async def _client_command(arguments: argparse.Namespace) -> int:
                     async for envelope in events:
                         text = view.apply(envelope)
                         if text is not None:
-                            name = view.rows[envelope.event.file_index].name  # type: ignore[union-attr]
+                            index = envelope.event.file_index  # type: ignore[union-attr]
+                            name = view.files[index].file_name
                             live.console.print(Text(f"── {name} ──\n{text}"))
                         live.update(view.render(), refresh=True)
                 console.print(Text(view.summary()))

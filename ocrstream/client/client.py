@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +27,11 @@ from httpx_sse import aconnect_sse
 
 from ocrstream.core.events import (
     Envelope,
-    ImageOCRError,
-    ImageOCRSuccess,
-    ImageReceived,
-    ImageValidationError,
-    ImageValidationSuccess,
     ProcessingComplete,
     ProcessingError,
     parse_envelope,
 )
+from ocrstream.core.jobs import FileResult, fold_file
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Sequence
@@ -90,25 +86,9 @@ class JobFailed(Exception):
 
 
 @dataclass
-class FileResult:
-    """One file's outcome, gathered from its events."""
-
-    file_index: int
-    file_name: str
-    size_bytes: int = 0
-    valid: bool | None = None
-    format: str | None = None
-    width: int | None = None
-    height: int | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    text: str | None = None
-    lines: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
 class JobResult:
-    """A finished job: its id, every event, and the per-file results in body order."""
+    """A finished job: its id, every event, and the per-file results in body order
+    (:class:`~ocrstream.core.jobs.FileResult`, as in the server's snapshot)."""
 
     job_id: str
     events: list[Envelope]
@@ -237,30 +217,9 @@ def collect(events: list[Envelope]) -> JobResult:
     for envelope in events:
         job_id = envelope.job_id or job_id
         event = envelope.event
-        if isinstance(event, ImageReceived):
-            files[event.file_index] = FileResult(
-                event.file_index, event.file_name, size_bytes=event.size_bytes
-            )
-        elif isinstance(event, ImageValidationSuccess):
-            result = files[event.file_index]
-            result.valid = True
-            result.format, result.width, result.height = event.format, event.width, event.height
-        elif isinstance(event, ImageValidationError):
-            result = files[event.file_index]
-            result.valid = False
-            result.error_code, result.error_message = event.error.code, event.error.message
-        elif isinstance(event, ImageOCRSuccess):
-            result = files[event.file_index]
-            result.text = event.text
-            result.lines = [
-                {"text": line.text, "confidence": line.confidence, "bbox": list(line.bbox)}
-                for line in event.lines
-            ]
-        elif isinstance(event, ImageOCRError):
-            result = files[event.file_index]
-            result.error_code, result.error_message = event.error.code, event.error.message
-        elif isinstance(event, ProcessingError):
+        if isinstance(event, ProcessingError):
             raise JobFailed(event.error.code, event.error.message, envelope.job_id)
+        fold_file(files, event)
     if not events or not isinstance(events[-1].event, ProcessingComplete):
         raise JobFailed("client_disconnected", "the stream ended before the job did", job_id)
     return JobResult(job_id=job_id, events=events, files=[files[i] for i in sorted(files)])

@@ -1,8 +1,8 @@
 """The terminal view of a job for ``ocrstream submit`` and ``ocrstream watch``.
 
-Pure state (:class:`JobView`) folded from events, rendered with rich; the CLI owns
-the I/O. Exit codes are decided here from the events, so ``--json`` and the live view
-agree.
+Pure state (:class:`JobView`) folded from events (with the server's own per-file
+fold), rendered with rich; the CLI owns the I/O. Exit codes are decided here from the
+events, so ``--json`` and the live view agree.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from ocrstream.core.events import (
     ImageOCRError,
     ImageOCRStart,
     ImageOCRSuccess,
-    ImageReceived,
     ImageValidationError,
     ImageValidationStart,
     ImageValidationSuccess,
@@ -25,6 +24,7 @@ from ocrstream.core.events import (
     ProcessingError,
     UploadStarted,
 )
+from ocrstream.core.jobs import FileResult, fold_file
 
 __all__ = [
     "EXIT_CONNECTION",
@@ -44,57 +44,63 @@ EXIT_REFUSED = 4  #: the server refused the request (problem document)
 EXIT_CONNECTION = 5  #: the server could not be reached, or the stream broke off
 
 
-@dataclass
-class _Row:
-    name: str
-    state: str = "received"
-    detail: str = ""
+#: What the table says of a file in each state of its result (``FileResult.status``).
+_STATES = {"received": "received", "valid": "valid", "invalid": "failed", "recognised": "done"}
+_STATES["ocr_failed"] = "failed"
 
 
 @dataclass
 class JobView:
-    """What the terminal shows of one job."""
+    """What the terminal shows of one job: the per-file results (the same fold as the
+    server's snapshot, :func:`~ocrstream.core.jobs.fold_file`) and which files are being
+    validated or recognised right now."""
 
     job_id: str | None = None
     file_count: int | None = None
-    rows: dict[int, _Row] = field(default_factory=dict)
+    files: dict[int, FileResult] = field(default_factory=dict)
+    working: dict[int, str] = field(default_factory=dict)
     terminal: Envelope | None = None
-    failed_files: int = 0
 
     def apply(self, envelope: Envelope) -> str | None:
         """Fold one event in; returns recognised text to print, if the event has some."""
         self.job_id = envelope.job_id or self.job_id
         event = envelope.event
+        fold_file(self.files, event)
         if isinstance(event, UploadStarted):
             self.file_count = event.file_count
-        elif isinstance(event, ImageReceived):
-            self.rows[event.file_index] = _Row(event.file_name)
         elif isinstance(event, ImageValidationStart):
-            self.rows[event.file_index].state = "validating"
-        elif isinstance(event, ImageValidationSuccess):
-            row = self.rows[event.file_index]
-            row.state = "valid"
-            row.detail = f"{event.format} {event.width}x{event.height} {event.mode}"
-        elif isinstance(event, ImageValidationError):
-            self._fail(event.file_index, event.error.message)
+            self.working[event.file_index] = "validating"
         elif isinstance(event, ImageOCRStart):
-            self.rows[event.file_index].state = "recognising"
+            self.working[event.file_index] = "recognising"
+        elif isinstance(event, ImageValidationSuccess | ImageValidationError | ImageOCRError):
+            self.working.pop(event.file_index, None)
         elif isinstance(event, ImageOCRSuccess):
-            row = self.rows[event.file_index]
-            row.state = "done"
-            row.detail = f"{len(event.lines)} lines in {event.duration_ms:.0f} ms"
+            self.working.pop(event.file_index, None)
             return event.text
-        elif isinstance(event, ImageOCRError):
-            self._fail(event.file_index, event.error.message)
         elif isinstance(event, ProcessingComplete | ProcessingError):
             self.terminal = envelope
         return None
 
-    def _fail(self, index: int, message: str) -> None:
-        row = self.rows[index]
-        row.state = "failed"
-        row.detail = message
-        self.failed_files += 1
+    @property
+    def failed_files(self) -> int:
+        """Files that failed validation or OCR."""
+        return sum(1 for result in self.files.values() if result.error is not None)
+
+    def state(self, index: int) -> str:
+        """What the table says file ``index`` is doing or came to."""
+        return self.working.get(index) or _STATES[self.files[index].status]
+
+    def detail(self, index: int) -> str:
+        """The table's detail of file ``index``: its image, its lines, or its error."""
+        result = self.files[index]
+        if result.error_message is not None:
+            return result.error_message
+        if result.status == "recognised" and result.lines is not None:
+            duration = result.ocr_duration_ms or 0.0
+            return f"{len(result.lines)} lines in {duration:.0f} ms"
+        if result.format is not None:
+            return f"{result.format} {result.width}x{result.height} {result.mode}"
+        return ""
 
     def exit_code(self) -> int:
         """The process exit code the events imply."""
@@ -107,10 +113,11 @@ class JobView:
     def describe(self, envelope: Envelope) -> str | None:
         """A one-line log entry for a per-file state change (plain, non-terminal output)."""
         index = getattr(envelope.event, "file_index", None)
-        if index is None or index not in self.rows:
+        if index is None or index not in self.files:
             return None
-        row = self.rows[index]
-        return f"[{index}] {row.name}: {row.state}" + (f" ({row.detail})" if row.detail else "")
+        detail = self.detail(index)
+        name = self.files[index].file_name
+        return f"[{index}] {name}: {self.state(index)}" + (f" ({detail})" if detail else "")
 
     def summary(self) -> str:
         """One line on how the job ended."""
@@ -133,13 +140,13 @@ class JobView:
         table.add_column("state")
         table.add_column("detail")
         styles = {"failed": "red", "done": "green", "valid": "cyan"}
-        for index in sorted(self.rows):
-            row = self.rows[index]
+        for index in sorted(self.files):
+            state = self.state(index)
             # Text(...) renders names and messages literally (no console markup).
             table.add_row(
                 str(index),
-                Text(row.name),
-                Text(row.state, style=styles.get(row.state, "")),
-                Text(row.detail),
+                Text(self.files[index].file_name),
+                Text(state, style=styles.get(state, "")),
+                Text(self.detail(index)),
             )
         return table

@@ -28,7 +28,7 @@ from ocrstream.core.events import (
     format_timestamp,
 )
 
-__all__ = ["FileResult", "JobClosedError", "JobRecord", "JobStatus"]
+__all__ = ["FileResult", "JobClosedError", "JobRecord", "JobStatus", "fold_file"]
 
 
 class JobStatus(StrEnum):
@@ -46,7 +46,12 @@ class JobClosedError(RuntimeError):
 
 @dataclass(slots=True)
 class FileResult:
-    """What is known of one file so far, for the JSON snapshot."""
+    """What is known of one file so far: the snapshot's per-file document, and what the
+    Python client and the terminal view show (all fold events with :func:`fold_file`).
+
+    ``status`` goes ``received`` → ``valid`` or ``invalid``; a valid file then
+    ``recognised`` or ``ocr_failed``.
+    """
 
     file_index: int
     file_name: str
@@ -62,9 +67,63 @@ class FileResult:
     lines: list[dict[str, object]] | None = None
     ocr_duration_ms: float | None = None
 
+    @property
+    def valid(self) -> bool | None:
+        """Whether the file passed validation (None until it has its result)."""
+        if self.status == "received":
+            return None
+        return self.status != "invalid"
+
+    @property
+    def error_code(self) -> str | None:
+        """The code of its validation or OCR error, if any."""
+        return None if self.error is None else self.error["code"]
+
+    @property
+    def error_message(self) -> str | None:
+        """The message of its validation or OCR error, if any."""
+        return None if self.error is None else self.error["message"]
+
 
 def _line_dict(line: OCRLine) -> dict[str, object]:
     return {"text": line.text, "confidence": line.confidence, "bbox": list(line.bbox)}
+
+
+def fold_file(files: dict[int, FileResult], event: Event) -> FileResult | None:
+    """Fold one event into the per-file results ``files`` (the one fold of events into
+    per-file state: the snapshot, the Python client and the terminal view use it).
+
+    Returns:
+        The file the event is about (None for the job's own events).
+    """
+    if isinstance(event, ImageReceived):
+        result = files[event.file_index] = FileResult(
+            file_index=event.file_index,
+            file_name=event.file_name,
+            size_bytes=event.size_bytes,
+            content_type=event.content_type,
+        )
+        return result
+    index = getattr(event, "file_index", None)
+    if not isinstance(index, int) or index not in files:
+        return None
+    result = files[index]
+    if isinstance(event, ImageValidationSuccess):
+        result.status = "valid"
+        result.format, result.width, result.height = event.format, event.width, event.height
+        result.mode = event.mode
+    elif isinstance(event, ImageValidationError):
+        result.status = "invalid"
+        result.error = {"code": event.error.code, "message": event.error.message}
+    elif isinstance(event, ImageOCRSuccess):
+        result.status = "recognised"
+        result.text = event.text
+        result.lines = [_line_dict(line) for line in event.lines]
+        result.ocr_duration_ms = event.duration_ms
+    elif isinstance(event, ImageOCRError):
+        result.status = "ocr_failed"
+        result.error = {"code": event.error.code, "message": event.error.message}
+    return result
 
 
 @dataclass(slots=True)
@@ -131,33 +190,8 @@ class JobRecord:
         return self.history[start:]
 
     def _fold(self, event: Event) -> None:
-        if isinstance(event, ImageReceived):
-            self.files[event.file_index] = FileResult(
-                file_index=event.file_index,
-                file_name=event.file_name,
-                size_bytes=event.size_bytes,
-                content_type=event.content_type,
-            )
-        elif isinstance(event, ImageValidationSuccess):
-            result = self.files[event.file_index]
-            result.status = "valid"
-            result.format, result.width, result.height = event.format, event.width, event.height
-            result.mode = event.mode
-        elif isinstance(event, ImageValidationError):
-            result = self.files[event.file_index]
-            result.status = "invalid"
-            result.error = {"code": event.error.code, "message": event.error.message}
-        elif isinstance(event, ImageOCRSuccess):
-            result = self.files[event.file_index]
-            result.status = "recognised"
-            result.text = event.text
-            result.lines = [_line_dict(line) for line in event.lines]
-            result.ocr_duration_ms = event.duration_ms
-        elif isinstance(event, ImageOCRError):
-            result = self.files[event.file_index]
-            result.status = "ocr_failed"
-            result.error = {"code": event.error.code, "message": event.error.message}
-        elif isinstance(event, ProcessingComplete):
+        fold_file(self.files, event)
+        if isinstance(event, ProcessingComplete):
             self.status = JobStatus.COMPLETE
         elif isinstance(event, ProcessingError):
             cancelled = event.error.code in {"client_disconnected", "shutting_down"}

@@ -63,7 +63,9 @@ async def test_recognize_returns_per_file_results(ocr_server: LiveServer, tmp_pa
         result = await client.recognize([*FILES, path])
         assert [f.file_name for f in result.files] == ["invoice.png", "bad.png", "scan.png"]
         assert result.files[0].text == "Invoice 42\nTotal 9.99"
-        assert result.files[0].lines[1]["text"] == "Total 9.99"
+        lines = result.files[0].lines
+        assert lines is not None
+        assert lines[1]["text"] == "Total 9.99"
         assert result.files[1].valid is False
         assert result.files[1].error_code == "not_an_image"
         assert result.files[2].text == "Hello"
