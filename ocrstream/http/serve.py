@@ -224,22 +224,24 @@ async def run_server(
         await drain_jobs(app.state)
 
     config = hypercorn_config(settings, host=host, port=port)
-    async with trio.open_nursery() as nursery:
+    # The collector's pauses are timed while this process serves (see collector.py).
+    with app.state.metrics.gc_pauses.installed():
+        async with trio.open_nursery() as nursery:
 
-        async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            await serve_hypercorn(
-                wrap_app(app, config.wsgi_max_body_size, None),
-                config,
-                sockets=listening_sockets(
-                    config, stalled_reader_timeout=settings.stalled_reader_timeout
-                ),
-                shutdown_trigger=hypercorn_stop.wait,
-                task_status=task_status,
-            )
-            nursery.cancel_scope.cancel()  # hypercorn is done: end the helper tasks
+            async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                await serve_hypercorn(
+                    wrap_app(app, config.wsgi_max_body_size, None),
+                    config,
+                    sockets=listening_sockets(
+                        config, stalled_reader_timeout=settings.stalled_reader_timeout
+                    ),
+                    shutdown_trigger=hypercorn_stop.wait,
+                    task_status=task_status,
+                )
+                nursery.cancel_scope.cancel()  # hypercorn is done: end the helper tasks
 
-        if handle_signals:
-            nursery.start_soon(watch_signals)
-        nursery.start_soon(shut_down_when_asked)
-        binds = await nursery.start(serve_http)
-        task_status.started(binds)
+            if handle_signals:
+                nursery.start_soon(watch_signals)
+            nursery.start_soon(shut_down_when_asked)
+            binds = await nursery.start(serve_http)
+            task_status.started(binds)
