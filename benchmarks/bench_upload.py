@@ -31,8 +31,9 @@ in turn:
    uploaded 300 ms apart (bench_fanout.py's phase 1, its client, its baseline
    broadcast): latency p50/p99 from publish to receipt;
 4. the collector under a big heap: 5,000 idle watcher streams held open (ocrstream: on
-   a held upload's job; baseline: its broadcast) while one throughput round runs: the
-   longest pause in that window.
+   a held upload's job; baseline: its broadcast) while IDLE_JOBS (3,000) jobs run as
+   in 1: the longest pause in that window (a round of 400 jobs may see no full
+   collection at all).
 
 Usage: ``python benchmarks/bench_upload.py [--rounds 5] [--preload 10000,100000]``
 (or ``nox -s bench -- benchmarks/bench_upload.py``). Loopback only; every wait is
@@ -80,6 +81,9 @@ TTFE_RUNS = 40
 ROUNDS = 5
 PRELOAD_CLIENTS = 16
 IDLE_STREAMS = 5_000
+#: Jobs run while the idle streams are open: enough for the old generation to fill up
+#: (before this issue, a full collection came every few thousand jobs at this heap).
+IDLE_JOBS = 3_000
 TIMEOUT = 30.0  # seconds any one socket operation may take
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ENV = {
@@ -114,7 +118,9 @@ class Phase:
     fanout_p50: float | None = None
     fanout_p99: float | None = None
     idle_gc_bucket: float | None = None
+    idle_gc_exact: float | None = None  # when the window's longest is the longest so far
     idle_streams: int = 0
+    idle_figures: tuple[float, float] = (0.0, 0.0)
 
 
 def _png(size: tuple[int, int], *, noise: bool = False) -> bytes:
@@ -208,15 +214,15 @@ def _run_clients(port: int, request: bytes, jobs: int, clients: int, *, keep_ali
         raise RuntimeError(f"{len(failures)} client(s) failed") from failures[0]
 
 
-def _throughput(server: Server, request: bytes) -> tuple[float, float]:
-    """(jobs/s, server CPU ms per job) for one round."""
+def _throughput(server: Server, request: bytes, jobs: int = JOBS_PER_ROUND) -> tuple[float, float]:
+    """(jobs/s, server CPU ms per job) for one round of ``jobs``."""
     cpu = _cpu_seconds(server.pid)
     start = time.perf_counter()
-    _run_clients(server.port, request, JOBS_PER_ROUND, CLIENTS, keep_alive=False)
+    _run_clients(server.port, request, jobs, CLIENTS, keep_alive=False)
     wall = time.perf_counter() - start
     used = _cpu_seconds(server.pid) - cpu
-    server.jobs_done += JOBS_PER_ROUND
-    return JOBS_PER_ROUND / wall, used * 1000 / JOBS_PER_ROUND
+    server.jobs_done += jobs
+    return jobs / wall, used * 1000 / jobs
 
 
 def _first_events(server: Server, request: bytes, runs: int) -> list[float]:
@@ -299,9 +305,11 @@ def _pauses(server: Server) -> Pauses:
     return Pauses(longest, tuple(counts))
 
 
-async def _idle_round(server: Server, request: bytes) -> tuple[int, Pauses, Pauses]:
-    """Hold IDLE_STREAMS idle watcher streams open while one throughput round runs:
-    (streams open, pauses before, pauses after the round)."""
+async def _idle_round(
+    server: Server, request: bytes
+) -> tuple[int, Pauses, Pauses, tuple[float, float]]:
+    """Hold IDLE_STREAMS idle watcher streams open while IDLE_JOBS jobs run: (streams
+    open, pauses before, pauses after, (jobs/s, CPU ms/job) meanwhile)."""
     streams: list[trio.socket.SocketType] = []
     held: trio.socket.SocketType | None = None
     if server.naive:
@@ -334,14 +342,14 @@ async def _idle_round(server: Server, request: bytes) -> tuple[int, Pauses, Paus
                     for _ in range(500):
                         nursery.start_soon(open_one)
         before = await trio.to_thread.run_sync(_pauses, server)
-        await trio.to_thread.run_sync(_throughput, server, request)
+        figures = await trio.to_thread.run_sync(_throughput, server, request, IDLE_JOBS)
         after = await trio.to_thread.run_sync(_pauses, server)
     finally:
         for sock in streams:
             sock.close()
         if held is not None:
             held.close()
-    return len(streams), before, after
+    return len(streams), before, after, figures
 
 
 def _ms(seconds: float | None) -> str:
@@ -474,14 +482,17 @@ def main() -> None:
     if any(total == 10_000 for total in preloads):
         print(
             "\nat 10k jobs: fan-out (1,000 firehose readers, 17 one-file jobs 300 ms apart) and "
-            f"the collector with {IDLE_STREAMS} idle streams open during one throughput round"
+            f"the collector with {IDLE_STREAMS} idle streams open while {IDLE_JOBS} jobs run"
         )
         for server in servers:
             phase = server.results["10k"]
+            exact = "" if phase.idle_gc_exact is None else f" ({_ms(phase.idle_gc_exact)})"
+            rate, cpu = phase.idle_figures
             print(
                 f"   {server.name:<18} fan-out p50 {_ms(phase.fanout_p50)}  p99 "
-                f"{_ms(phase.fanout_p99)}   longest GC pause with {phase.idle_streams} streams: "
-                f"{_bucket(phase.idle_gc_bucket)}"
+                f"{_ms(phase.fanout_p99)}\n   {'':<18} {phase.idle_streams} streams open, "
+                f"{IDLE_JOBS} jobs: {rate:.0f} jobs/s, {cpu:.2f} ms CPU/job, longest GC pause "
+                f"{_bucket(phase.idle_gc_bucket)}{exact}"
             )
     print(f"\n(ran {time.perf_counter() - began:.0f} s)")
 
@@ -492,12 +503,14 @@ def _at_ten_thousand(server: Server, small: bytes) -> None:
     target = naive_target if server.naive else ocrstream_target
     result = trio.run(_fanout, server.port, server.pid, target)
     server.jobs_done += 18
-    latencies = [seconds * 1000 for seconds in result.latencies]
-    if len(latencies) >= 2:
-        phase.fanout_p50, phase.fanout_p99 = _pct(latencies, 50), _pct(latencies, 99)
-    opened, before, after = trio.run(_idle_round, server, small)
+    if len(result.latencies) >= 2:
+        phase.fanout_p50 = _pct(result.latencies, 50)
+        phase.fanout_p99 = _pct(result.latencies, 99)
+    opened, before, after, phase.idle_figures = trio.run(_idle_round, server, small)
     phase.idle_streams = opened
     phase.idle_gc_bucket = after.worst_bucket_since(before)
+    if after.longest > before.longest:
+        phase.idle_gc_exact = after.longest
 
 
 if __name__ == "__main__":
