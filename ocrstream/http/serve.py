@@ -124,7 +124,14 @@ async def serve_hypercorn(
     async def serve_connection(stream: trio.SocketStream) -> None:
         CONNECTION_STREAM.set(stream)  # this task's context: its requests inherit it
         # Annotated for TLS streams; Hypercorn's own worker passes plain ones too.
-        await TCPServer(app, config, context, connection_state, stream)  # type: ignore[arg-type]
+        server = TCPServer(app, config, context, connection_state, stream)  # type: ignore[arg-type]
+        try:
+            await server
+        finally:
+            # The server holds its protocol, whose HTTP/1.1 protocol holds the server's
+            # protocol_send: a reference cycle per connection. Undone once the connection
+            # is over, its objects go at once rather than at the cyclic GC's next pass.
+            vars(server).pop("protocol", None)
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
