@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+from contextlib import ExitStack
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wra
 from ocrstream.engines.worker import engine_module
 from ocrstream.http.app import OCRStreamApp, ServiceState, create_app
 from ocrstream.http.direct import CONNECTION_STREAM
+from ocrstream.service.collector import CollectorPolicy, collect_when_quiet, managed_collector
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from ocrstream.core.config import Settings
 
 __all__ = [
+    "DEFAULT_COLLECTOR",
     "LISTEN_BACKLOG",
     "STREAM_FLUSH_SECONDS",
     "check_engine",
@@ -52,6 +55,8 @@ logger = logging.getLogger(__name__)
 LISTEN_BACKLOG = 2048
 #: Seconds after the grace period for streams to deliver their terminal events.
 STREAM_FLUSH_SECONDS = 5.0
+#: How ``ocrstream serve`` runs the cyclic garbage collector (see collector.py).
+DEFAULT_COLLECTOR = CollectorPolicy()
 
 
 def hypercorn_config(
@@ -201,6 +206,7 @@ async def run_server(
     port: int | None = None,
     handle_signals: bool = True,
     shutdown: trio.Event | None = None,
+    collector: CollectorPolicy | None = DEFAULT_COLLECTOR,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``shutdown`` is set), then shut down gracefully.
@@ -211,6 +217,9 @@ async def run_server(
         host, port: override where to listen.
         handle_signals: install the SIGTERM/SIGINT handlers (off in tests).
         shutdown: an event that starts a graceful shutdown when set.
+        collector: how the cyclic garbage collector runs once the app has started (see
+            collector.py; it is the process's), or None to leave it as it is (a test
+            process that serves many apps in turn).
         task_status: receives the bound URLs once listening.
     """
     check_engine(settings)
@@ -231,8 +240,14 @@ async def run_server(
         await drain_jobs(app.state)
 
     config = hypercorn_config(settings, host=host, port=port)
+    state = app.state
+
+    def quiet() -> bool:
+        return state.job_tasks_running == 0 and state.registry.statistics().running_jobs == 0
+
     # The collector's pauses are timed while this process serves (see collector.py).
-    with app.state.metrics.gc_pauses.installed():
+    monitor = state.metrics.gc_pauses
+    with monitor.installed(), ExitStack() as collector_managed:
         async with trio.open_nursery() as nursery:
 
             async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
@@ -251,4 +266,8 @@ async def run_server(
                 nursery.start_soon(watch_signals)
             nursery.start_soon(shut_down_when_asked)
             binds = await nursery.start(serve_http)
+            if collector is not None:
+                # After start-up: what it made is collected once and frozen.
+                collector_managed.enter_context(managed_collector(collector, monitor))
+                await nursery.start(collect_when_quiet, collector, monitor, quiet)
             task_status.started(binds)

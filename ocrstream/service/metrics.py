@@ -15,7 +15,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from ocrstream.core.events import Envelope, ImageOCRError, ImageOCRSuccess, ImageValidationError
-from ocrstream.service.collector import PAUSE_BUCKETS, PauseMonitor
+from ocrstream.service.collector import PAUSE_BUCKETS, TRIGGERS, PauseMonitor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -129,21 +129,27 @@ class _PauseCollector(Collector):
         monitor = self._monitor
         pauses = HistogramMetricFamily(
             "ocrstream_gc_pause_seconds",
-            "pauses of the cyclic garbage collector, by generation (2: a full collection)",
-            labels=["generation"],
+            "pauses of the cyclic garbage collector, by generation (2: a full collection) "
+            "and trigger (allocation: in the middle of work; scheduled: the quiet-time backstop)",
+            labels=["generation", "trigger"],
         )
-        for generation, counts in enumerate(monitor.buckets):
-            cumulative, running = [], 0
-            for bound, count in zip((*PAUSE_BUCKETS, float("inf")), counts, strict=True):
-                running += count
-                cumulative.append((_bound(bound), float(running)))
-            pauses.add_metric([str(generation)], cumulative, monitor.total[generation])
-        yield pauses
-        yield GaugeMetricFamily(
+        longest = GaugeMetricFamily(
             "ocrstream_gc_longest_pause_seconds",
             "the longest pause of the cyclic garbage collector since the server started",
-            value=monitor.longest,
+            labels=["trigger"],
         )
+        for index, trigger in enumerate(TRIGGERS):
+            for generation, counts in enumerate(monitor.buckets[index]):
+                cumulative, running = [], 0
+                for bound, count in zip((*PAUSE_BUCKETS, float("inf")), counts, strict=True):
+                    running += count
+                    cumulative.append((_bound(bound), float(running)))
+                pauses.add_metric(
+                    [str(generation), trigger], cumulative, monitor.total[index][generation]
+                )
+            longest.add_metric([trigger], monitor.longest[index])
+        yield pauses
+        yield longest
         yield CounterMetricFamily(
             "ocrstream_gc_collected_objects",
             "objects the cyclic garbage collector found in unreachable cycles and freed",

@@ -80,6 +80,8 @@ async def start_server(nursery: trio.Nursery) -> StartServer:
                 port=0,
                 handle_signals=False,
                 shutdown=shutdown,
+                # The collector policy is the process's: the test runner keeps its own.
+                collector=None,
             )
         )
         return LiveServer(url=binds[0], app=app, shutdown=shutdown)
