@@ -319,6 +319,8 @@ async def _idle_round(
         path = f"/api/ocr/{job_id}/events"
     get = f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
 
+    failures: list[str] = []
+
     async def open_one() -> None:
         sock = trio.socket.socket()
         try:
@@ -328,19 +330,24 @@ async def _idle_round(
             while b"\r\n\r\n" not in buffer:
                 data = await sock.recv(4096)
                 if not data:
-                    raise ConnectionError("closed before the head")
+                    raise ConnectionError(f"closed before the head ({buffer[:40]!r})")
                 buffer += data
-        except BaseException:
+            if not buffer.startswith(b"HTTP/1.1 200"):
+                raise ConnectionError(f"refused: {buffer[:40]!r}")
+        except (OSError, ConnectionError) as error:
             sock.close()
-            raise
+            failures.append(f"{type(error).__name__}: {error}")
+            return
         streams.append(sock)
 
     try:
-        with trio.fail_after(120):
-            for _ in range(0, IDLE_STREAMS, 500):
+        with trio.move_on_after(120):
+            while len(streams) < IDLE_STREAMS and len(failures) < 100:
                 async with trio.open_nursery() as nursery:
-                    for _ in range(500):
+                    for _ in range(min(500, IDLE_STREAMS - len(streams))):
                         nursery.start_soon(open_one)
+        if failures:
+            print(f"   {server.name}: {len(failures)} streams failed to open, first: {failures[0]}")
         before = await trio.to_thread.run_sync(_pauses, server)
         figures = await trio.to_thread.run_sync(_throughput, server, request, IDLE_JOBS)
         after = await trio.to_thread.run_sync(_pauses, server)
