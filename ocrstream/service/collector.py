@@ -5,27 +5,29 @@ exists for garbage held in reference cycles. It runs in the middle of whatever c
 happens to allocate, and stops the whole process while it does: every stream, the
 watchers' fan-out included, waits for it. A young collection visits the objects
 allocated since the last one; a full one visits every object the collector tracks, so
-its pause grows with everything the server holds: 10,000 retained jobs and 5,000 open
-streams are over a million objects, a full pass of 100 ms and more, and CPython 3.11
-starts one whenever the old generation has grown by a quarter, every few thousand jobs.
+its pause grows with everything the server holds. CPython 3.11 starts one whenever the
+old generation has grown by a quarter; with 10,000 retained jobs that was every few
+thousand jobs, and each took 0.2 to 1 s here.
 
 The policy (:class:`CollectorPolicy`, applied by :func:`managed_collector` while the
 server serves):
 
-* what start-up made (modules, classes, the app) is collected once and frozen
-  (``gc.freeze``): no pass visits it again;
+* what start-up made (modules, classes, the app: ~74,000 objects) is collected once
+  and frozen (``gc.freeze``): no pass visits it again;
 * a request makes no reference cycle of ocrstream's (see intake.py, serve.py), so its
-  garbage goes by reference counting and the young generations stay small: they are
-  collected as usual, with thresholds sized so that a pass visits at most ~60,000
-  objects (a few milliseconds);
+  garbage goes by reference counting, and what the young generations find is small:
+  they are collected as usual, often, with thresholds that keep a pass short (a young
+  pass visits ~2,500 objects, 0.6 ms; a middle one ~5,000, 2 ms; measured on a busy
+  2-core machine, where a 10,000-object young pass took 5 to 15 ms);
 * full collections never start by themselves in the middle of work. The old
   generation holds retained jobs and open streams, which reference counting frees when
-  they go; a full pass would only find cycles someone else made, so it runs as a
-  backstop (:func:`collect_when_quiet`): when no job has been running for a second, at
-  most once per ``interval``, and after ``deadline`` even under unbroken load.
+  they go (a full pass after 6,000 jobs found nothing to free); it would only find
+  cycles someone else made, so it runs as a backstop (:func:`collect_when_quiet`):
+  when no job has been running for a second, at most once per ``interval``, and after
+  ``deadline`` even under unbroken load.
 
 :class:`PauseMonitor` times each collection through ``gc.callbacks``; the metrics read
-it at scrape time, the backstop's passes apart from the rest. Its callback runs inside
+it at scrape time, the scheduled passes apart from the rest. Its callback runs inside
 the collector, at any allocation of any thread, so it only does arithmetic on its own
 fields: no lock (a lock held by the interrupted code would deadlock it), no logging.
 """
@@ -82,19 +84,19 @@ class CollectorPolicy:
 
     Attributes:
         young: net allocations of tracked objects between two young collections
-            (``gc`` threshold 0; CPython's default is 700). A request leaves a few dozen
-            (its retained job), so at 10,000 a young pass runs every few hundred jobs and
-            visits about that many objects, under a millisecond.
-        middle: young collections between two of the middle generation (threshold 1);
-            a middle pass visits what survived them, at most ``young`` x ``middle``.
+            (``gc`` threshold 0; CPython's default is 700). A job leaves about 30 (its
+            retained record, and Werkzeug's per-request cycle), so a young pass runs
+            every few dozen jobs.
+        middle: young collections between two of the middle generation (threshold 1;
+            default 10); a middle pass visits what survived them.
         quiet: seconds without a running job before the backstop's full collection.
         interval: seconds between two full collections at least.
         deadline: seconds after which a full collection runs even if never quiet (a
             bound on the memory cycles made elsewhere could hold).
     """
 
-    young: int = 10_000
-    middle: int = 5
+    young: int = 1_000
+    middle: int = 4
     quiet: float = 1.0
     interval: float = 600.0
     deadline: float = 3600.0
