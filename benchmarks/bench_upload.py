@@ -11,8 +11,9 @@ loopback port, driven by the same client code, their turns rotated round by roun
 
 Each server is measured fresh, then after a preload to 10,000 jobs, then to 100,000
 (the jobs of the measurements count towards the preload). Preload jobs are real uploads
-over HTTP (a 1x1 PNG, ``?ocr=false``) from 16 clients on keep-alive connections, so the
-registry holds real finished jobs (10,000 at most: its cap). In each phase, ROUNDS
+over HTTP (a 1x1 PNG, ``?ocr=false``) from 16 clients per server on keep-alive
+connections, both servers at once, so the registry holds real finished jobs (10,000 at
+most: its cap). In each phase, ROUNDS
 rounds, the two servers' order alternating, each round measuring:
 
 1. throughput: CLIENTS clients, each on a new connection per job, post a 2 KB PNG
@@ -114,6 +115,7 @@ class Phase:
     cpu_ms: list[float] = field(default_factory=list)
     first_event: list[float] = field(default_factory=list)
     longest_gc: float = 0.0
+    scheduled_gc: float = 0.0
     phase_gc_bucket: float | None = None
     fanout_p50: float | None = None
     fanout_p99: float | None = None
@@ -249,6 +251,27 @@ def _preload(server: Server, request: bytes, total: int) -> float:
     return time.perf_counter() - start
 
 
+def _preload_all(servers: list[Server], request: bytes, total: int) -> float:
+    """:func:`_preload` on every server at once: the seconds it took."""
+    start = time.perf_counter()
+    failures: list[BaseException] = []
+
+    def preload(server: Server) -> None:
+        try:
+            _preload(server, request, total)
+        except BaseException as error:  # reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=preload, args=(server,)) for server in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError("a preload failed") from failures[0]
+    return time.perf_counter() - start
+
+
 def _http_get(port: int, path: str) -> bytes:
     """A small GET's whole body (by its Content-Length or its last chunk)."""
     with socket.create_connection((HOST, port), timeout=TIMEOUT) as sock:
@@ -271,10 +294,13 @@ def _http_get(port: int, path: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Pauses:
-    """A server's collector pauses so far: the longest, and counts per bucket."""
+    """A server's collector pauses so far, those started by allocations (in the middle of
+    work): the longest, counts per bucket; and the longest of ocrstream's scheduled
+    quiet-time collections (none for the baseline)."""
 
     longest: float
     buckets: tuple[int, ...]
+    scheduled_longest: float = 0.0
 
     def worst_bucket_since(self, earlier: Pauses) -> float | None:
         """The upper bound of the largest bucket that got a pause since ``earlier``
@@ -287,22 +313,29 @@ class Pauses:
         return worst
 
 
+def _labels(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in text.replace('"', "").split(",") if item)
+
+
 def _pauses(server: Server) -> Pauses:
     if server.naive:
         document = json.loads(_http_get(server.port, "/gc"))
         return Pauses(document["longest"], tuple(document["buckets"]))
     cumulative = [0] * (len(PAUSE_BUCKETS) + 1)
-    longest = 0.0
+    longest = {"allocation": 0.0, "scheduled": 0.0}
     bounds = [repr(bound) for bound in PAUSE_BUCKETS] + ["+Inf"]
     for line in _http_get(server.port, "/metrics").decode().splitlines():
-        if line.startswith("ocrstream_gc_longest_pause_seconds "):
-            longest = float(line.split()[1])
-        elif line.startswith("ocrstream_gc_pause_seconds_bucket{"):
-            labels, value = line.split("} ")
-            le = labels.split('le="')[1].rstrip('"')
-            cumulative[bounds.index(le)] += int(float(value))
+        name, _, rest = line.partition("{")
+        if name not in {"ocrstream_gc_longest_pause_seconds", "ocrstream_gc_pause_seconds_bucket"}:
+            continue
+        labels_text, _, value = rest.partition("} ")
+        labels = _labels(labels_text)
+        if name == "ocrstream_gc_longest_pause_seconds":
+            longest[labels["trigger"]] = float(value)
+        elif labels["trigger"] == "allocation":
+            cumulative[bounds.index(labels["le"])] += int(float(value))
     counts = [cumulative[0]] + [b - a for a, b in itertools.pairwise(cumulative)]
-    return Pauses(longest, tuple(counts))
+    return Pauses(longest["allocation"], tuple(counts), longest["scheduled"])
 
 
 async def _idle_round(
@@ -408,6 +441,7 @@ def _phase(servers: list[Server], label: str, rounds: int, small: bytes, large: 
         now = _pauses(server)
         phase = server.results[label]
         phase.longest_gc = now.longest
+        phase.scheduled_gc = now.scheduled_longest
         phase.phase_gc_bucket = now.worst_bucket_since(before[server.name])
 
 
@@ -428,6 +462,11 @@ def _report(servers: list[Server], labels: list[str]) -> None:
                 f"{p99 * 1000:5.2f} ms {_ms(phase.longest_gc):>18} "
                 f"{_bucket(phase.phase_gc_bucket):>12}"
             )
+    scheduled = [ours.results[label].scheduled_gc for label in labels]
+    print(
+        "   GC: pauses started by allocations, in the middle of work; ocrstream's scheduled "
+        f"quiet-time full collections apart: longest so far {', '.join(map(_ms, scheduled))}"
+    )
     print("\nratios, ocrstream / naive (jobs/s: higher is better; the others: lower is better)")
     for label in labels:
         print(f"{label:>8}  {_ratios(ours.results[label], naive.results[label])}")
@@ -478,9 +517,10 @@ def main() -> None:
             server.jobs_done = 55 + 5
         _phase(servers, "fresh", arguments.rounds, small, large)
         for total, label in zip(preloads, labels[1:], strict=True):
-            for server in servers:
-                seconds = _preload(server, tiny, total)
-                print(f"   preloaded {server.name} to {total} jobs in {seconds:.0f} s", flush=True)
+            # Both at once, each from its own clients: a server uses one core for
+            # Python, and this machine has two, so the preload takes half as long.
+            seconds = _preload_all(servers, tiny, total)
+            print(f"   preloaded both servers to {total} jobs in {seconds:.0f} s", flush=True)
             _phase(servers, label, arguments.rounds, small, large)
             if total == 10_000:
                 for server in servers:
