@@ -151,6 +151,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+class _ClosedIdle(ConnectionError):
+    """A keep-alive connection was closed before any byte of the response (both stacks
+    close a connection after 1,000 requests: Hypercorn's keep_alive_max_requests)."""
+
+
 def _read_stream(sock: socket.socket, *, first_event: bool = False) -> float:
     """Read one 200 streamed response to its last chunk: when its first event came
     (``time.perf_counter()``; 0.0 unless ``first_event``).
@@ -164,6 +169,8 @@ def _read_stream(sock: socket.socket, *, first_event: bool = False) -> float:
     while True:
         data = sock.recv(1 << 16)
         if not data:
+            if head:
+                raise _ClosedIdle("closed before the response")
             raise ConnectionError("closed before the last chunk")
         if head:
             if not data.startswith(b"HTTP/1.1 200"):
@@ -196,8 +203,17 @@ def _run_clients(port: int, request: bytes, jobs: int, clients: int, *, keep_ali
                 if sock is None:
                     sock = socket.create_connection((HOST, port), timeout=TIMEOUT)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                sock.sendall(request)
-                _read_stream(sock)
+                try:
+                    sock.sendall(request)
+                    _read_stream(sock)
+                except (_ClosedIdle, BrokenPipeError, ConnectionResetError):
+                    if not keep_alive:
+                        raise
+                    sock.close()  # the server ended the keep-alive: the job again, anew
+                    sock = socket.create_connection((HOST, port), timeout=TIMEOUT)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    sock.sendall(request)
+                    _read_stream(sock)
                 if not keep_alive:
                     sock.close()
                     sock = None
