@@ -14,6 +14,16 @@ Usage: ``python benchmarks/naive_sse_server.py PORT [FRAMES]`` (FRAMES defaults 
 - ``POST /publish?n=6`` (or GET) publishes ``n`` events one after another, each stamped
   at its own publish time, with a checkpoint between them like a job's steps, then
   answers 200 with a short body (Content-Length set by Quart).
+- ``POST /api/ocr`` (bench_upload.py) is the same multipart upload as ocrstream's, the
+  naive way: ``await request.files`` (Quart/Werkzeug parse and spool the whole body),
+  then an async generator yields ocrstream's events for it one frame per chunk:
+  ``upload_started``, per file ``image_received``, ``image_validation_start``,
+  ``image_validation_success`` (the format from the file's first bytes; it decodes
+  nothing), then ``all_images_validated`` and ``processing_complete``.
+- ``GET /gc`` answers ``{"longest": s, "bounds": [s...], "buckets": [n...]}``: the
+  cyclic garbage collector's pauses while serving (``gc.callbacks``), the longest and
+  a count per bucket (the last one: longer than every bound), measured the way
+  ocrstream's ``ocrstream_gc_*`` metrics are.
 
 Frames look like ocrstream's: ``id: N\\nevent: image_received\\ndata: {compact JSON with
 type, timestamp (RFC 3339 UTC, ms, Z), job_id, seq, data}\\n\\n``; ``N`` counts from 1
@@ -23,8 +33,10 @@ over the server's lifetime. Stock Hypercorn configuration except ``backlog`` (2,
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -46,6 +58,99 @@ FRAME = (
 )
 DEFAULT_FRAMES = 1_000
 DEFAULT_PUBLISH = 6
+
+
+#: Upper bounds (seconds) of the pause counts' buckets: ocrstream's PAUSE_BUCKETS.
+PAUSE_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+)
+
+
+class PauseMonitor:
+    """The collector's pauses, timed from its start to its stop callback."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self.buckets = [0] * (len(PAUSE_BUCKETS) + 1)
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        slot = sum(1 for bound in PAUSE_BUCKETS if pause > bound)
+        self.buckets[slot] += 1
+        self.longest = max(self.longest, pause)
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _frame(job_id: str, seq: int, kind: str, data: dict[str, object]) -> bytes:
+    envelope = {"type": kind, "timestamp": _stamp(), "job_id": job_id, "seq": seq, "data": data}
+    data_line = json.dumps(envelope, separators=(",", ":"))
+    return f"id: {seq}\nevent: {kind}\ndata: {data_line}\n\n".encode()
+
+
+def _upload_events(job_id: str, files: list[tuple[str, str | None, bytes]]) -> list[bytes]:
+    """The events of one upload, each framed on its own (nothing is decoded)."""
+    count = len(files)
+    total = sum(len(data) for _, _, data in files)
+    events: list[tuple[str, dict[str, object]]] = [
+        ("upload_started", {"file_count": count, "total_bytes": total})
+    ]
+    for index, (name, content_type, data) in enumerate(files):
+        events.append(
+            (
+                "image_received",
+                {
+                    "file_index": index,
+                    "file_name": name,
+                    "size_bytes": len(data),
+                    "content_type": content_type,
+                },
+            )
+        )
+        events.append(("image_validation_start", {"file_index": index, "file_name": name}))
+        fmt = "PNG" if data.startswith(b"\x89PNG") else "JPEG"
+        events.append(
+            (
+                "image_validation_success",
+                {
+                    "file_index": index,
+                    "file_name": name,
+                    "size_bytes": len(data),
+                    "format": fmt,
+                    "width": 1,
+                    "height": 1,
+                    "mode": "RGB",
+                },
+            )
+        )
+    counts: dict[str, object] = {"file_count": count, "valid_count": count, "invalid_count": 0}
+    events.append(("all_images_validated", counts))
+    events.append(
+        (
+            "processing_complete",
+            {**counts, "ocr_success_count": 0, "ocr_error_count": 0, "duration_ms": 0.1},
+        )
+    )
+    return [_frame(job_id, seq, kind, data) for seq, (kind, data) in enumerate(events)]
 
 
 class Broadcast:
@@ -91,6 +196,7 @@ def main() -> None:
     count = int(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_FRAMES
     app = QuartTrio(__name__)
     broadcast = Broadcast()
+    monitor = PauseMonitor()
 
     @app.get("/naive")
     async def naive() -> Response:
@@ -122,11 +228,42 @@ def main() -> None:
             await trio.lowlevel.checkpoint()  # a step between events, like a job's
         return f"published {n}\n"
 
+    @app.post("/api/ocr")
+    async def upload() -> Response:
+        form = await request.files
+        files = [
+            (stored.filename or "", stored.content_type, stored.read())
+            for stored in form.getlist("files")
+        ]
+        job_id = str(uuid.uuid4())
+
+        async def frames() -> AsyncIterator[bytes]:
+            for frame in _upload_events(job_id, files):
+                yield frame
+
+        response = Response(
+            frames(),
+            content_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "Location": f"/api/ocr/{job_id}"},
+        )
+        response.timeout = None
+        return response
+
+    @app.get("/gc")
+    async def gc_pauses() -> Response:
+        document = {
+            "longest": monitor.longest,
+            "bounds": PAUSE_BUCKETS,
+            "buckets": monitor.buckets,
+        }
+        return Response(json.dumps(document), content_type="application/json")
+
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
     config.backlog = 2048
     config.keep_alive_timeout = 3600
+    gc.callbacks.append(monitor)
     trio.run(serve, app, config)
 
 

@@ -12,9 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ocrstream.core.config import Settings, load_settings
+from ocrstream.core.validation import INLINE_MAX_BYTES, INLINE_MAX_PIXELS
 from ocrstream.service.memory.registry import JobHandle, JobRegistry
 from ocrstream.service.pipeline import JobOptions, run_job
-from tests.images import Upload, make_image, multipart_body
+from tests.images import Upload, make_image, multipart_body, noisy_png
 from tests.ordering import check_stream
 from tests.strategies import MAX_FILE_SIZE, MAX_FILES, expected_outcome, file_mixes
 
@@ -193,6 +194,7 @@ async def test_a_bug_ends_the_job_with_internal_error(
         raise RuntimeError("boom")
 
     monkeypatch.setattr("ocrstream.service.pipeline.inspect_image", broken)
+    monkeypatch.setattr("ocrstream.service.pipeline.inspect_small_image", broken)
     body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
     handle, events = await _run(body)
     assert events[-1]["type"] == "processing_error"
@@ -201,3 +203,46 @@ async def test_a_bug_ends_the_job_with_internal_error(
     assert "boom" in caplog.text
     check_stream(events)
     assert handle.done.is_set()
+
+
+def _comparable(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events without what differs between two runs of the same job."""
+    kept = []
+    for event in events:
+        data = {key: value for key, value in event["data"].items() if key != "duration_ms"}
+        kept.append({"type": event["type"], "seq": event["seq"], "data": data})
+    return kept
+
+
+async def test_small_images_are_validated_inline_and_large_ones_in_a_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hops: list[object] = []
+    to_thread = trio.to_thread.run_sync
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(fn)
+        return await to_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", counted)
+    small = make_image("PNG", (24, 24))
+    large = noisy_png((120, 120))
+    assert len(small) <= INLINE_MAX_BYTES < len(large)
+    bodies = [multipart_body([Upload(data, "a.png")], BOUNDARY) for data in (small, large)]
+    _, small_inline = await _run(bodies[0])
+    assert hops == [], "no thread hop for a small image"
+    _, large_threaded = await _run(bodies[1])
+    assert len(hops) == 1, "one hop for a large one"
+    # Each image the other way round gives the very same events.
+    monkeypatch.setattr("ocrstream.core.validation.INLINE_MAX_BYTES", 0)
+    _, small_threaded = await _run(bodies[0])
+    assert len(hops) == 2
+    monkeypatch.setattr("ocrstream.core.validation.INLINE_MAX_BYTES", 1 << 20)
+    monkeypatch.setitem(INLINE_MAX_PIXELS, "PNG", 1 << 20)
+    _, large_inline = await _run(bodies[1])
+    assert len(hops) == 2
+    assert _comparable(small_inline) == _comparable(small_threaded)
+    assert _comparable(large_inline) == _comparable(large_threaded)
+    for events, side in ((small_inline, 24), (large_inline, 120)):
+        (success,) = (e for e in events if e["type"] == "image_validation_success")
+        assert (success["data"]["width"], success["data"]["format"]) == (side, "PNG")

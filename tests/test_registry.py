@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import json
+from typing import TYPE_CHECKING
+
 import trio
 import trio.testing
 
+from ocrstream.core import events
 from ocrstream.core import events as ev
-from ocrstream.service.memory.registry import JobRegistry
+from ocrstream.core.sse import SSEDecoder, SSEMessage, encode_event
+from ocrstream.service.memory.broadcast import Broadcaster
+from ocrstream.service.memory.registry import JobHandle, JobRegistry, RegistryStatistics
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def _started() -> ev.UploadStarted:
@@ -96,3 +105,84 @@ async def test_a_subscription_counts_out_once_however_often_it_is_closed() -> No
         assert handle.subscriber_count == 0
     subscription.close()
     assert handle.subscriber_count == 0
+
+
+def _finish(registry: JobRegistry) -> JobHandle:
+    handle = registry.create()
+    handle.publish(_done())
+    return handle
+
+
+async def test_expiry_by_ttl_over_100_000_jobs(mock_clock: trio.testing.MockClock) -> None:
+    # One job finishes every millisecond; each create() expires what is due, in O(1)
+    # amortised (the scan over every retained job this replaces made this test quadratic).
+    registry = JobRegistry(result_ttl=30, max_retained=1_000_000)
+    ids = []
+    for _ in range(100_000):
+        ids.append(_finish(registry).job_id)
+        mock_clock.jump(0.001)
+    # 100 s of jobs: those that finished in the last 30 s (at most) are still there.
+    registry.expire()
+    statistics = registry.statistics()
+    assert 29_990 <= statistics.jobs <= 30_000
+    assert statistics.running_jobs == 0
+    kept = [registry.get(job_id) is not None for job_id in ids]
+    assert kept == sorted(kept), "the oldest go first"
+    mock_clock.jump(30)
+    assert registry.get(ids[-1]) is None
+    assert registry.statistics().jobs == 0
+
+
+async def test_expiry_by_cap_over_100_000_jobs() -> None:
+    registry = JobRegistry(result_ttl=10**9, max_retained=10_000)
+    ids = [_finish(registry).job_id for _ in range(100_000)]
+    running = registry.create()
+    registry.expire()
+    assert registry.statistics().jobs == 10_001, "the cap counts finished jobs only"
+    assert all(registry.get(job_id) is None for job_id in ids[:-10_000])
+    assert all(registry.get(job_id) is not None for job_id in ids[-10_000:])
+    assert registry.running() == [running]
+
+
+async def test_a_watched_job_is_not_dropped_mid_read(mock_clock: trio.testing.MockClock) -> None:
+    registry = JobRegistry(result_ttl=5, max_retained=2)
+    watched = registry.create()
+    watched.publish(_started())
+    with registry.subscribe(watched) as reader:
+        assert reader.take_frames().startswith(b"id: 0\n")
+        watched.publish(_done())
+        mock_clock.jump(60)  # past its TTL, and three more jobs push it past the cap
+        others = [_finish(registry) for _ in range(3)]
+        assert registry.get(watched.job_id) is watched, "kept while it is read"
+        assert reader.take_frames().startswith(b"id: 1\nevent: processing_error\n")
+        assert reader.exhausted
+        assert [registry.get(h.job_id) is not None for h in others] == [False, True, True]
+    assert registry.get(watched.job_id) is None, "dropped when its last reader left"
+    assert registry.statistics() == RegistryStatistics(jobs=2, running_jobs=0, subscribers=0)
+
+
+async def test_one_encoding_serves_the_job_and_the_firehose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encodings: list[object] = []
+    encoder = events._JSON
+
+    class Counting(json.JSONEncoder):
+        def encode(self, o: object) -> str:
+            encodings.append(o)
+            return encoder.encode(o)
+
+    monkeypatch.setattr(events, "_JSON", Counting())
+    ring = Broadcaster(10, first_id=500)
+    registry = JobRegistry(result_ttl=10, on_publish=(ring.publish,))
+    handle = registry.create()
+    with registry.subscribe(handle) as job_reader, ring.subscribe() as ring_reader:
+        envelope = handle.publish(_started())
+        job_frame, ring_frame = job_reader.take_frames(), ring_reader.take_frames()
+    assert len(encodings) == 1, "one JSON encoding for both streams"
+    job_id, _, job_rest = job_frame.partition(b"\n")
+    ring_id, _, ring_rest = ring_frame.partition(b"\n")
+    assert (job_id, ring_id) == (b"id: 0", b"id: 500")
+    assert job_rest == ring_rest == encode_event(envelope), "the same data bytes, byte-exact"
+    assert job_rest.startswith(b'event: upload_started\ndata: {"type":"upload_started"')
+    assert SSEDecoder().feed(job_frame) == [SSEMessage("upload_started", envelope.to_json(), "0")]

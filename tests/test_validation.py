@@ -6,8 +6,16 @@ import pytest
 from PIL import Image
 
 from ocrstream.core.errors import ImageValidationError
-from ocrstream.core.validation import ImageFacts, check_upload, identify_format, inspect_image
-from tests.images import FORMATS, bad_checksum_png, bomb_png, make_image, truncated
+from ocrstream.core.validation import (
+    INLINE_MAX_BYTES,
+    INLINE_MAX_PIXELS,
+    ImageFacts,
+    check_upload,
+    identify_format,
+    inspect_image,
+    inspect_small_image,
+)
+from tests.images import FORMATS, bad_checksum_png, bomb_png, make_image, noisy_png, truncated
 
 ALL = frozenset(FORMATS)
 
@@ -108,3 +116,48 @@ def test_pixel_budget_is_checked_before_decoding() -> None:
 def test_pixel_budget_is_configurable() -> None:
     assert _code(make_image("PNG", (100, 100)), max_pixels=9_999) == "image_too_large"
     assert _inspect(make_image("PNG", (100, 100)), max_pixels=10_000).width == 100
+
+
+def _inspect_small(data: bytes, *, max_pixels: int = 40_000_000) -> ImageFacts | None:
+    return inspect_small_image(
+        io.BytesIO(data), size_bytes=len(data), max_pixels=max_pixels, allowed_formats=ALL
+    )
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode"), [(fmt, mode) for fmt, modes in FORMATS.items() for mode in modes]
+)
+def test_a_small_image_gets_the_same_facts_inline(fmt: str, mode: str) -> None:
+    data = make_image(fmt, (40, 30), mode)
+    facts = _inspect_small(data)
+    if fmt not in INLINE_MAX_PIXELS:
+        assert facts is None, "a TIFF always goes to a thread"
+    else:
+        assert facts == _inspect(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"hello, world",
+        b"8BPS\x00\x01",
+        bomb_png(100_000, 100_000),
+        bad_checksum_png(),
+        truncated(make_image("PNG", (40, 30)), 0.7),
+    ],
+    ids=["not-an-image", "unsupported", "bomb", "checksum", "truncated"],
+)
+def test_refusals_are_the_same_inline(data: bytes) -> None:
+    with pytest.raises(ImageValidationError) as inline:
+        _inspect_small(data)
+    assert inline.value.code == _code(data)
+
+
+def test_images_past_the_line_go_to_a_thread() -> None:
+    few_bytes_many_pixels = make_image("PNG", (512, 512))
+    assert len(few_bytes_many_pixels) <= INLINE_MAX_BYTES
+    assert _inspect_small(few_bytes_many_pixels) is None, "its header said too many pixels"
+    big = noisy_png((100, 100))
+    assert len(big) > INLINE_MAX_BYTES
+    assert _inspect_small(big) is None
+    assert _inspect(big).width == 100

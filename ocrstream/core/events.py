@@ -4,6 +4,10 @@ Every event is a frozen, slotted, keyword-only dataclass whose fields are exactl
 ``data`` object of SPEC.md; ``Event`` is their union. Don't subclass them. The wire
 format (one line of JSON in an SSE frame) lives in :mod:`ocrstream.core.sse`; this module
 only turns values into JSON-ready dicts and back.
+
+Events are turned into dicts field by field from a table made once per class, not with
+``dataclasses.asdict`` (which recurses through ``copy.deepcopy`` and was half the cost of
+encoding an event), and an envelope's JSON is made once however often it is asked for.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ __all__ = [
 ]
 
 _ALL_ERROR_CODES = frozenset(VALIDATION_ERROR_CODES + PROCESSING_ERROR_CODES + OCR_ERROR_CODES)
+#: Compact JSON, non-ASCII kept as is (one encoder, not one per call as json.dumps makes).
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _require(condition: bool, message: str) -> None:
@@ -268,6 +274,26 @@ _CLASSES: dict[str, type[Event]] = {
 }
 EVENT_TYPES: tuple[str, ...] = tuple(_CLASSES)
 TERMINAL_TYPES = frozenset({ProcessingComplete.type, ProcessingError.type})
+#: Each event class's field names, in declaration order (the order of its JSON keys).
+_FIELDS: dict[type[Event], tuple[str, ...]] = {
+    cls: tuple(item.name for item in dataclasses.fields(cls)) for cls in _CLASSES.values()
+}
+
+
+def _plain(value: object) -> object:
+    """A field's value as ``dataclasses.asdict`` would give it (nested values as dicts)."""
+    if isinstance(value, ErrorInfo):
+        return {"code": value.code, "message": value.message}
+    if isinstance(value, tuple):
+        return tuple(_plain(item) for item in value)
+    if isinstance(value, OCRLine):
+        return {"text": value.text, "confidence": value.confidence, "bbox": value.bbox}
+    return value
+
+
+def _event_data(event: Event) -> dict[str, object]:
+    """The ``data`` object of ``event``: its fields, nested values as dicts."""
+    return {name: _plain(getattr(event, name)) for name in _FIELDS[type(event)]}
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -287,6 +313,12 @@ class Envelope:
     job_id: str | None
     seq: int | None
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # The JSON, once made (see to_json); the envelope's value never changes.
+    _json: str | None = field(default=None, init=False, repr=False, compare=False)
+    #: The event's SSE frame without its ``id:`` line, once
+    #: :func:`ocrstream.core.sse.encode_event` has made it: every stream that sends this
+    #: event, whatever its ``id:``, sends these same bytes.
+    wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.event, StreamLagged):
@@ -312,12 +344,18 @@ class Envelope:
             "timestamp": format_timestamp(self.timestamp),
             "job_id": self.job_id,
             "seq": self.seq,
-            "data": dataclasses.asdict(self.event),
+            "data": _event_data(self.event),
         }
 
     def to_json(self) -> str:
-        """The envelope as one line of compact JSON (no raw newline can occur in it)."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        """The envelope as one line of compact JSON (no raw newline can occur in it);
+        made once, on the first call."""
+        text = self._json
+        if text is None:
+            text = _JSON.encode(self.to_dict())
+            # A frozen value caching what is derived from it (as str caches its hash).
+            object.__setattr__(self, "_json", text)
+        return text
 
 
 def _build(cls: type[Event], data: dict[str, object]) -> Event:

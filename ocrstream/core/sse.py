@@ -3,6 +3,11 @@
 Follows WHATWG HTML, section 9.2 "Server-sent events" ("Interpreting an event
 stream"): lines end in LF, CR or CRLF; a blank line dispatches; lines starting with
 ``:`` are comments; ``data`` lines are joined with LF.
+
+An event is encoded once: :func:`encode_event` makes its ``event:`` and ``data:`` lines
+and keeps them on the envelope (:attr:`~ocrstream.core.events.Envelope.wire`), and each
+stream frames those same bytes with its own ``id:`` line (a job's stream its seq, the
+firehose its ring id; :func:`id_line`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,16 @@ if TYPE_CHECKING:
 
     from ocrstream.core.events import Envelope
 
-__all__ = ["KEEPALIVE", "SSEDecoder", "SSEMessage", "encode", "encode_all", "encode_comment"]
+__all__ = [
+    "KEEPALIVE",
+    "SSEDecoder",
+    "SSEMessage",
+    "encode",
+    "encode_all",
+    "encode_comment",
+    "encode_event",
+    "id_line",
+]
 
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
@@ -41,15 +55,36 @@ def encode(envelope: Envelope, *, frame_id: int | None = None, with_id: bool = T
     Returns:
         ``id: …\\nevent: …\\ndata: …\\n\\n`` as UTF-8 bytes.
     """
-    lines: list[str] = []
     ident = envelope.seq if frame_id is None else frame_id
     if with_id and ident is not None:
-        lines.append(f"id: {ident}")
-    lines.append(f"event: {_single_line(envelope.type)}")
-    # The JSON is compact and so has no raw line breaks; splitting anyway keeps the
-    # framing correct for any text (each line becomes its own ``data:`` field).
-    lines.extend(f"data: {part}" for part in _LINE_BREAKS.split(envelope.to_json()))
-    return ("\n".join(lines) + "\n\n").encode("utf-8")
+        return id_line(ident) + encode_event(envelope)
+    return encode_event(envelope)
+
+
+def id_line(ident: int) -> bytes:
+    """The ``id:`` line that starts a frame."""
+    return b"id: %d\n" % ident
+
+
+def encode_event(envelope: Envelope) -> bytes:
+    """The frame of ``envelope`` without its ``id:`` line: ``event: …\\ndata: …\\n\\n``.
+
+    Made on the first call and kept on the envelope, so every stream that sends the
+    event sends the same bytes.
+    """
+    wire = envelope.wire
+    if wire is None:
+        text = envelope.to_json()
+        # The JSON is compact and so has no raw line breaks; splitting anyway keeps the
+        # framing correct for any text (each line becomes its own ``data:`` field).
+        if "\n" in text or "\r" in text:
+            text = "\n".join(f"data: {part}" for part in _LINE_BREAKS.split(text))
+        else:
+            text = "data: " + text
+        wire = f"event: {_single_line(envelope.type)}\n{text}\n\n".encode()
+        # A frozen value caching what is derived from it (see Envelope.wire).
+        object.__setattr__(envelope, "wire", wire)
+    return wire
 
 
 def encode_all(envelopes: Iterable[Envelope]) -> bytes:

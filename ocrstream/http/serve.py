@@ -12,6 +12,7 @@ import logging
 import random
 import signal
 import socket
+from contextlib import ExitStack
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ from ocrstream.engines.worker import engine_module
 from ocrstream.http.app import OCRStreamApp, ServiceState, create_app
 from ocrstream.http.direct import DIRECT_CONNECTION, DirectConnection
 from ocrstream.http.expect import CONTINUE_GATE, ContinueGate, defer_continue
+from ocrstream.service.collector import CollectorPolicy, collect_when_quiet, managed_collector
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from ocrstream.core.config import Settings
 
 __all__ = [
+    "DEFAULT_COLLECTOR",
     "LISTEN_BACKLOG",
     "STREAM_FLUSH_SECONDS",
     "check_engine",
@@ -55,6 +58,8 @@ logger = logging.getLogger(__name__)
 LISTEN_BACKLOG = 2048
 #: Seconds after the grace period for streams to deliver their terminal events.
 STREAM_FLUSH_SECONDS = 5.0
+#: How ``ocrstream serve`` runs the cyclic garbage collector (see collector.py).
+DEFAULT_COLLECTOR = CollectorPolicy()
 
 
 def hypercorn_config(
@@ -134,7 +139,13 @@ async def serve_hypercorn(
         # This task's context: the connection's requests inherit both.
         DIRECT_CONNECTION.set(DirectConnection(stream, server.send_lock))
         CONTINUE_GATE.set(gate)
-        await server
+        try:
+            await server
+        finally:
+            # The server holds its protocol, whose HTTP/1.1 protocol holds the server's
+            # protocol_send: a reference cycle per connection. Undone once the connection
+            # is over, its objects go at once rather than at the cyclic GC's next pass.
+            server.release_protocol()
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
@@ -202,6 +213,11 @@ class _TCPServer(TCPServer):
         self._protocol = value
         defer_continue(value.protocol, self._gate)
 
+    def release_protocol(self) -> None:
+        """Let go of the protocol (and the cycle through it) once the connection is over."""
+        vars(self).pop("_protocol", None)
+        self._gate.protocol = None
+
 
 def check_engine(settings: Settings) -> None:
     """Fail start-up when the chosen OCR engine cannot run here.
@@ -236,6 +252,7 @@ async def run_server(
     handle_signals: bool = True,
     shutdown: trio.Event | None = None,
     worker: Callable[..., Awaitable[None]] = serve_hypercorn,
+    collector: CollectorPolicy | None = DEFAULT_COLLECTOR,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``shutdown`` is set), then shut down gracefully.
@@ -250,6 +267,9 @@ async def run_server(
             ``hypercorn.trio.run.worker_serve`` takes the same arguments but sets no
             :data:`DIRECT_CONNECTION`, so every watcher stream goes through ASGI sends
             (the fan-out ablation in benchmarks/bench_fanout.py).
+        collector: how the cyclic garbage collector runs once the app has started (see
+            collector.py; it is the process's), or None to leave it as it is (a test
+            process that serves many apps in turn).
         task_status: receives the bound URLs once listening.
     """
     check_engine(settings)
@@ -270,22 +290,34 @@ async def run_server(
         await drain_jobs(app.state)
 
     config = hypercorn_config(settings, host=host, port=port)
-    async with trio.open_nursery() as nursery:
+    state = app.state
 
-        async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            await worker(
-                wrap_app(app, config.wsgi_max_body_size, None),
-                config,
-                sockets=listening_sockets(
-                    config, stalled_reader_timeout=settings.stalled_reader_timeout
-                ),
-                shutdown_trigger=hypercorn_stop.wait,
-                task_status=task_status,
-            )
-            nursery.cancel_scope.cancel()  # hypercorn is done: end the helper tasks
+    def quiet() -> bool:
+        return state.job_tasks_running == 0 and state.registry.statistics().running_jobs == 0
 
-        if handle_signals:
-            nursery.start_soon(watch_signals)
-        nursery.start_soon(shut_down_when_asked)
-        binds = await nursery.start(serve_http)
-        task_status.started(binds)
+    # The collector's pauses are timed while this process serves (see collector.py).
+    monitor = state.metrics.gc_pauses
+    with monitor.installed(), ExitStack() as collector_managed:
+        async with trio.open_nursery() as nursery:
+
+            async def serve_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                await worker(
+                    wrap_app(app, config.wsgi_max_body_size, None),
+                    config,
+                    sockets=listening_sockets(
+                        config, stalled_reader_timeout=settings.stalled_reader_timeout
+                    ),
+                    shutdown_trigger=hypercorn_stop.wait,
+                    task_status=task_status,
+                )
+                nursery.cancel_scope.cancel()  # hypercorn is done: end the helper tasks
+
+            if handle_signals:
+                nursery.start_soon(watch_signals)
+            nursery.start_soon(shut_down_when_asked)
+            binds = await nursery.start(serve_http)
+            if collector is not None:
+                # After start-up: what it made is collected once and frozen.
+                collector_managed.enter_context(managed_collector(collector, monitor))
+                await nursery.start(collect_when_quiet, collector, monitor, quiet)
+            task_status.started(binds)

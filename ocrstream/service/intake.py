@@ -129,6 +129,10 @@ class PartCollector:
         self._completed: list[ReceivedFile] = []
         self.open_files: list[ReceivedFile] = []
         self.total_file_bytes = 0
+        # The parser holds this collector's bound methods, and this collector holds the
+        # parser: a reference cycle, broken once the body is read (finish) or abandoned
+        # (close), so the pair goes with its last reference, not with a cyclic GC pass.
+        self._parser: MultipartParser | None
         try:
             self._parser = MultipartParser(
                 boundary,
@@ -155,7 +159,7 @@ class PartCollector:
 
     def feed(self, chunk: bytes) -> list[ReceivedFile]:
         """Parse ``chunk``; return the file parts it completed, in body order."""
-        if self._ended:
+        if self._ended or self._parser is None:
             # RFC 7578 allows an epilogue after the close delimiter; it is ignored.
             return []
         try:
@@ -167,8 +171,13 @@ class PartCollector:
 
     def close(self) -> None:
         """Close every spool this collector opened (idempotent; for failure paths)."""
+        self._detach()
         for file in self.open_files:
             file.close()
+
+    def _detach(self) -> None:
+        """Stop parsing: drop the parser (idempotent; later chunks are ignored)."""
+        self._parser = None
 
     def finish(self) -> None:
         """The body ended: it must have ended with the closing boundary.
@@ -182,6 +191,7 @@ class PartCollector:
                     "the body has no multipart part with the boundary its Content-Type names"
                 )
             raise MalformedRequest("the body ended before its closing multipart boundary")
+        self._detach()
 
     # python-multipart callbacks -------------------------------------------------------
     def _on_part_begin(self) -> None:

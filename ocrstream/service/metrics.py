@@ -10,12 +10,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from ocrstream.core.events import Envelope, ImageOCRError, ImageOCRSuccess, ImageValidationError
+from ocrstream.service.collector import PAUSE_BUCKETS, TRIGGERS, PauseMonitor
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
+
+    from prometheus_client.metrics_core import Metric
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -35,6 +40,8 @@ class Metrics:
         lagged: reads (lag reports, missed events) of the firehose.
         watcher_writes: reads (chunks the fan-out wrote straight to watchers' sockets,
             of those the ones a socket did not take whole: a slow reader's sign).
+        gc_pauses: the cyclic collector's pauses (kept as :attr:`gc_pauses`; the server
+            installs it while serving, see ``serve.py``).
     """
 
     def __init__(
@@ -44,8 +51,11 @@ class Metrics:
         running_jobs: Callable[[], float],
         lagged: Callable[[], tuple[int, int]],
         watcher_writes: Callable[[], tuple[int, int]] = lambda: (0, 0),
+        gc_pauses: PauseMonitor | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.gc_pauses = gc_pauses if gc_pauses is not None else PauseMonitor()
+        self.registry.register(_PauseCollector(self.gc_pauses))
         gauges: tuple[tuple[str, str, Callable[[], float]], ...] = (
             ("ocrstream_open_streams", "SSE responses open now", open_streams),
             ("ocrstream_running_jobs", "jobs not yet ended", running_jobs),
@@ -106,3 +116,46 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class _PauseCollector(Collector):
+    """The collector's pauses, read from the monitor at scrape time (its callback cannot
+    take the locks prometheus_client's own metrics use)."""
+
+    def __init__(self, monitor: PauseMonitor) -> None:
+        self._monitor = monitor
+
+    def collect(self) -> Iterator[Metric]:
+        monitor = self._monitor
+        pauses = HistogramMetricFamily(
+            "ocrstream_gc_pause_seconds",
+            "pauses of the cyclic garbage collector, by generation (2: a full collection) "
+            "and trigger (allocation: in the middle of work; scheduled: the quiet-time backstop)",
+            labels=["generation", "trigger"],
+        )
+        longest = GaugeMetricFamily(
+            "ocrstream_gc_longest_pause_seconds",
+            "the longest pause of the cyclic garbage collector since the server started",
+            labels=["trigger"],
+        )
+        for index, trigger in enumerate(TRIGGERS):
+            for generation, counts in enumerate(monitor.buckets[index]):
+                cumulative, running = [], 0
+                for bound, count in zip((*PAUSE_BUCKETS, float("inf")), counts, strict=True):
+                    running += count
+                    cumulative.append((_bound(bound), float(running)))
+                pauses.add_metric(
+                    [str(generation), trigger], cumulative, monitor.total[index][generation]
+                )
+            longest.add_metric([trigger], monitor.longest[index])
+        yield pauses
+        yield longest
+        yield CounterMetricFamily(
+            "ocrstream_gc_collected_objects",
+            "objects the cyclic garbage collector found in unreachable cycles and freed",
+            value=monitor.collected,
+        )
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)

@@ -42,7 +42,7 @@ from ocrstream.core.events import (
 from ocrstream.core.events import ImageValidationError as ImageValidationErrorEvent
 from ocrstream.core.events import ProcessingError as ProcessingErrorEvent
 from ocrstream.core.holdback import Holdback, Tally
-from ocrstream.core.validation import check_upload, inspect_image
+from ocrstream.core.validation import check_upload, inspect_image, inspect_small_image
 from ocrstream.service.intake import IntakeLimits, PartCollector, ReceivedFile, receive_upload
 
 if TYPE_CHECKING:
@@ -305,15 +305,24 @@ async def _validate(
             max_file_size=settings.max_file_size,
         )
         assert file.spool is not None, "stored files keep their spool until validated"
-        facts = await trio.to_thread.run_sync(
-            partial(
-                inspect_image,
-                file.spool,
-                max_pixels=settings.max_image_pixels,
-                allowed_formats=settings.allowed_formats,
-            ),
-            limiter=limiter,
+        # A small image is validated here, on the loop's thread, when that costs less
+        # than handing it to a thread (the line is in validation.py); others go to one.
+        facts = inspect_small_image(
+            file.spool,
+            size_bytes=file.size_bytes,
+            max_pixels=settings.max_image_pixels,
+            allowed_formats=settings.allowed_formats,
         )
+        if facts is None:
+            facts = await trio.to_thread.run_sync(
+                partial(
+                    inspect_image,
+                    file.spool,
+                    max_pixels=settings.max_image_pixels,
+                    allowed_formats=settings.allowed_formats,
+                ),
+                limiter=limiter,
+            )
     except ImageValidationError as error:
         return ImageValidationErrorEvent(
             file_index=file.index,

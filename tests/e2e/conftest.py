@@ -89,6 +89,8 @@ async def start_server(nursery: trio.Nursery) -> StartServer:
                 handle_signals=False,
                 shutdown=shutdown,
                 worker=worker,
+                # The collector policy is the process's: the test runner keeps its own.
+                collector=None,
             )
         )
         return LiveServer(url=binds[0], app=app, shutdown=shutdown)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from itertools import islice
 
 from ocrstream.core.events import Envelope, StreamLagged
-from ocrstream.core.sse import encode
+from ocrstream.core.sse import encode, encode_event, id_line
 from ocrstream.service.cursor import ClosingCursor
 
 __all__ = ["BroadcastStatistics", "Broadcaster", "RingBatch", "RingSubscription"]
@@ -90,8 +90,9 @@ class Broadcaster:
         self.capacity = capacity
         self.boot_id = first_id if first_id is not None else time.time_ns() // 1000
         self._ring: deque[Envelope] = deque(maxlen=capacity)
-        # The SSE frame of each held event, encoded once with its ring id.
-        self._frames: deque[bytes] = deque(maxlen=capacity)
+        # Each held event's ``id: <ring id>`` line and its frame's other bytes, alternately:
+        # those are the bytes its job's readers get too (encoded once, when published).
+        self._frames: deque[bytes] = deque(maxlen=2 * capacity)
         self.next_id = self.boot_id
         self._subscribers = 0
         self._lag_reports = 0
@@ -106,7 +107,7 @@ class Broadcaster:
         """Append ``envelope``; returns its ring id. Never blocks."""
         self._ring.append(envelope)
         ring_id = self.next_id
-        self._frames.append(encode(envelope, frame_id=ring_id))
+        self._frames += (id_line(ring_id), encode_event(envelope))
         self.next_id += 1
         return ring_id
 
@@ -154,7 +155,7 @@ class Broadcaster:
         head = b""
         if lagged is not None:
             head = encode(Envelope(event=lagged, job_id=None, seq=None), with_id=False)
-        return head + b"".join(islice(self._frames, start, None))
+        return head + b"".join(islice(self._frames, 2 * start, None))
 
     def statistics(self) -> BroadcastStatistics:
         """Counts for /metrics and tests."""

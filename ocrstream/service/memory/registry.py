@@ -4,20 +4,27 @@ Publishing is synchronous and never waits on a reader: it appends to the job's
 history (see :mod:`ocrstream.core.jobs`) and rings a doorbell. Every subscriber, the
 uploader included, reads the history through its own cursor, so a slow reader only
 ever delays itself, and one that was away catches up with everything in one chunk.
+
+Retention costs O(1) per job however many are kept: finished jobs queue in the order
+they finished, and expiry only ever looks at the front of that queue (the oldest),
+dropping it once it is past RESULT_TTL or beyond the cap. A job that still has readers
+when its time comes is set aside rather than dropped under them, and goes when its
+last reader leaves. (With the Redis backend, expiry is Redis's own: keys with a TTL.)
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
+import trio.lowlevel
 
 from ocrstream.core.events import Envelope, ErrorInfo, Event, ProcessingError
 from ocrstream.core.jobs import JobRecord
-from ocrstream.core.sse import encode
+from ocrstream.core.sse import encode_event, id_line
 from ocrstream.service.cursor import ClosingCursor
 
 if TYPE_CHECKING:
@@ -33,24 +40,47 @@ class JobHandle:
         record: the pure history and state.
         cancel_scope: the scope the job's tasks run in; cancelling it ends them.
         cancel_reason: the ``processing_error`` code to report when cancelled from outside.
+        subscriber_count: readers following the job now.
+        done: set when the job's task has ended (after its terminal event and any drain).
     """
+
+    __slots__ = (
+        "_changed",
+        "_expired",
+        "_registry",
+        "_wire",
+        "cancel_reason",
+        "cancel_scope",
+        "done",
+        "record",
+        "subscriber_count",
+    )
 
     def __init__(self, record: JobRecord, registry: JobRegistry) -> None:
         self.record = record
         self.cancel_scope = trio.CancelScope()
         self.cancel_reason = "client_disconnected"
         self._registry = registry
-        self._changed = trio.Event()
+        # Replaced after each publish; None once the job has ended (nothing will come).
+        self._changed: trio.Event | None = trio.Event()
         self.subscriber_count = 0
-        #: ``frames[seq]`` is the SSE encoding of ``record.history[seq]``.
-        self.frames: list[bytes] = []
-        #: Set when the job's task has ended (after its terminal event and any drain).
+        # Past its time while still read: dropped when its last reader leaves.
+        self._expired = False
+        # Each event's ``id:`` line and its frame's other bytes, alternately: ``_wire[2 *
+        # seq]`` is ``id: <seq>``, ``_wire[2 * seq + 1]`` the same bytes the firehose sends.
+        self._wire: list[bytes] = []
         self.done = trio.Event()
 
     @property
     def job_id(self) -> str:
         """The job's id."""
         return self.record.job_id
+
+    @property
+    def frames(self) -> list[bytes]:
+        """``frames[seq]``: the SSE frame of ``record.history[seq]`` (its id is its seq)."""
+        wire = self._wire
+        return [wire[index] + wire[index + 1] for index in range(0, len(wire), 2)]
 
     def publish(self, event: Event) -> Envelope:
         """Record ``event`` and wake every subscriber; never blocks.
@@ -78,15 +108,22 @@ class JobHandle:
         self.cancel_scope.cancel()
 
     def _recorded(self, envelope: Envelope) -> None:
-        # Encoded once here, however many readers send it (its id is its seq).
-        self.frames.append(encode(envelope))
-        self._registry._published(envelope)
-        self._changed.set()
-        self._changed = trio.Event()
+        # Encoded once here, however many readers send it, the firehose's included.
+        assert envelope.seq is not None
+        self._wire += (id_line(envelope.seq), encode_event(envelope))
+        self._registry._published(self, envelope)
+        changed = self._changed
+        assert changed is not None, "nothing is published after the terminal event"
+        self._changed = None if envelope.is_terminal else trio.Event()
+        changed.set()
 
     async def wait_changed(self) -> None:
-        """Wait until the next event is published."""
-        await self._changed.wait()
+        """Wait until the next event is published (a checkpoint only, once the job ended)."""
+        changed = self._changed
+        if changed is None:
+            await trio.lowlevel.checkpoint()
+        else:
+            await changed.wait()
 
     async def wait_first_event(self) -> None:
         """Return once the job has published its first event (at once if it has)."""
@@ -104,9 +141,14 @@ class Subscription(ClosingCursor):
         self.handle = handle
         self.cursor = after
         handle.subscriber_count += 1
+        handle._registry._subscribers += 1
 
     def _release(self) -> None:
-        self.handle.subscriber_count -= 1
+        handle = self.handle
+        handle.subscriber_count -= 1
+        handle._registry._subscribers -= 1
+        if handle._expired and handle.subscriber_count == 0:
+            handle._registry._drop(handle)
 
     @property
     def exhausted(self) -> bool:
@@ -130,9 +172,11 @@ class Subscription(ClosingCursor):
     def take_frames(self) -> bytes:
         """The waiting events as SSE bytes, ``id:`` being each event's seq."""
         start = 0 if self.cursor is None else self.cursor + 1
-        frames = self.handle.frames[start:]
-        self.cursor = start + len(frames) - 1 if frames else self.cursor
-        return b"".join(frames)
+        wire = self.handle._wire
+        if 2 * start >= len(wire):
+            return b""
+        self.cursor = len(wire) // 2 - 1
+        return b"".join(wire[2 * start :])
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +209,11 @@ class JobRegistry:
         self._result_ttl = result_ttl
         self._max_retained = max_retained
         self._on_publish = tuple(on_publish)
-        self._jobs: OrderedDict[str, JobHandle] = OrderedDict()
+        self._jobs: dict[str, JobHandle] = {}
+        self._running: dict[JobHandle, None] = {}
+        # Finished jobs in the order they finished (so by finished_at): the front goes first.
+        self._finished: deque[JobHandle] = deque()
+        self._subscribers = 0
         self._job_ended = trio.Event()
 
     def create(self) -> JobHandle:
@@ -173,6 +221,7 @@ class JobRegistry:
         self.expire()
         handle = JobHandle(JobRecord(job_id=str(uuid.uuid4())), self)
         self._jobs[handle.job_id] = handle
+        self._running[handle] = None
         return handle
 
     def get(self, job_id: str) -> JobHandle | None:
@@ -181,23 +230,31 @@ class JobRegistry:
         return self._jobs.get(job_id)
 
     def running(self) -> list[JobHandle]:
-        """Jobs that have not ended yet."""
-        return [handle for handle in self._jobs.values() if not handle.record.finished]
+        """Jobs that have not ended yet, oldest first."""
+        return list(self._running)
 
     def expire(self) -> None:
-        """Drop finished jobs past their TTL, and the oldest beyond ``max_retained``."""
-        now = trio.current_time()
-        finished = [
-            handle
-            for handle in self._jobs.values()
-            if handle.record.finished_at is not None and handle.subscriber_count == 0
-        ]
-        excess = len(finished) - self._max_retained
-        for position, handle in enumerate(finished):
+        """Drop finished jobs past their TTL, and the oldest beyond ``max_retained``.
+
+        Amortised O(1): each finished job is looked at here once, when it reaches the
+        front of the queue; a job that is still being read is set aside until its last
+        reader leaves (it stays readable meanwhile, so that reader may reconnect).
+        """
+        finished = self._finished
+        if not finished:
+            return
+        oldest_kept = trio.current_time() - self._result_ttl
+        while finished:
+            handle = finished[0]
             finished_at = handle.record.finished_at
             assert finished_at is not None
-            if position < excess or now - finished_at >= self._result_ttl:
-                del self._jobs[handle.job_id]
+            if len(finished) <= self._max_retained and finished_at > oldest_kept:
+                return
+            finished.popleft()
+            if handle.subscriber_count:
+                handle._expired = True
+            else:
+                self._drop(handle)
 
     def subscribe(self, handle: JobHandle, *, after: int | None = None) -> Subscription:
         """Follow ``handle`` from after seq ``after``; close the subscription (or use it
@@ -206,21 +263,25 @@ class JobRegistry:
 
     def statistics(self) -> RegistryStatistics:
         """Counts for /metrics and tests."""
-        handles = list(self._jobs.values())
         return RegistryStatistics(
-            jobs=len(handles),
-            running_jobs=sum(1 for handle in handles if not handle.record.finished),
-            subscribers=sum(handle.subscriber_count for handle in handles),
+            jobs=len(self._jobs),
+            running_jobs=len(self._running),
+            subscribers=self._subscribers,
         )
 
     async def wait_none_running(self) -> None:
         """Wait until every registered job has ended."""
-        while self.running():
+        while self._running:
             await self._job_ended.wait()
 
-    def _published(self, envelope: Envelope) -> None:
+    def _drop(self, handle: JobHandle) -> None:
+        self._jobs.pop(handle.job_id, None)
+
+    def _published(self, handle: JobHandle, envelope: Envelope) -> None:
         for listener in self._on_publish:
             listener(envelope)
         if envelope.is_terminal:
+            del self._running[handle]
+            self._finished.append(handle)
             self._job_ended.set()
             self._job_ended = trio.Event()
