@@ -6,7 +6,7 @@ from ocrstream.core import errors
 
 
 @pytest.mark.parametrize(
-    "abstract", [errors.OCRStreamError, errors.RequestRefused, errors.ProcessingError]
+    "abstract", [errors.OCRStreamError, errors.RequestRefused, errors.UploadFailed]
 )
 def test_abstract_bases_refuse_instantiation(abstract: type[errors.OCRStreamError]) -> None:
     with pytest.raises(TypeError):
@@ -39,14 +39,38 @@ def test_each_error_has_a_status_hint_and_code(
 
 
 def test_processing_codes_are_spec_codes() -> None:
-    for cls in errors.ProcessingError.__subclasses__():
+    for cls in errors.UploadFailed.__subclasses__():
         assert cls.code in errors.PROCESSING_ERROR_CODES
 
 
 def test_file_errors_check_their_code() -> None:
-    assert errors.ImageValidationError("empty_file", "empty").code == "empty_file"
+    assert errors.InvalidImage("empty_file", "empty").code == "empty_file"
     assert errors.OCRError("ocr_timeout", "slow").code == "ocr_timeout"
     with pytest.raises(ValueError, match="unknown validation error code"):
-        errors.ImageValidationError("nope", "x")
+        errors.InvalidImage("nope", "x")
     with pytest.raises(ValueError, match="unknown OCR error code"):
         errors.OCRError("empty_file", "x")
+
+
+def test_no_name_is_both_an_exception_and_an_event() -> None:
+    from ocrstream.core import events
+
+    assert set(errors.__all__) & set(events.__all__) == set()
+
+
+def test_error_info_is_the_one_translation() -> None:
+    from ocrstream.core.events import ErrorInfo, error_info
+
+    assert error_info(errors.InvalidImage("empty_file", "empty")) == ErrorInfo(
+        code="empty_file", message="empty"
+    )
+    assert error_info(errors.UploadTimeout("no bytes for 30 s")) == ErrorInfo(
+        code="upload_timeout", message="no bytes for 30 s"
+    )
+
+
+def test_engine_unavailable_is_in_the_tree() -> None:
+    from ocrstream.engines.base import EngineUnavailable
+
+    assert EngineUnavailable is errors.EngineUnavailable
+    assert issubclass(EngineUnavailable, errors.ConfigError)

@@ -9,9 +9,9 @@ import trio.testing
 
 from ocrstream.core.errors import (
     MalformedRequest,
-    ProcessingError,
     RequestTooLarge,
     TooManyParts,
+    UploadFailed,
     UploadTimeout,
 )
 from ocrstream.service.intake import (
@@ -164,7 +164,7 @@ def test_empty_filename_is_still_a_file() -> None:
         "parts",
     ],
 )
-def test_bad_bodies_raise_the_right_error(body: bytes, error: type[ProcessingError]) -> None:
+def test_bad_bodies_raise_the_right_error(body: bytes, error: type[UploadFailed]) -> None:
     with pytest.raises(error) as caught:
         _collect(body, piece=1000)
     assert caught.value.message

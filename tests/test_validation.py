@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-from ocrstream.core.errors import ImageValidationError
+from ocrstream.core.errors import InvalidImage
 from ocrstream.core.validation import (
     INLINE_MAX_BYTES,
     INLINE_MAX_PIXELS,
@@ -27,7 +27,7 @@ def _inspect(
 
 
 def _code(data: bytes, **kwargs: object) -> str:
-    with pytest.raises(ImageValidationError) as caught:
+    with pytest.raises(InvalidImage) as caught:
         _inspect(data, **kwargs)  # type: ignore[arg-type]
     assert caught.value.message
     return caught.value.code
@@ -58,14 +58,14 @@ def test_mpo_camera_jpegs_are_reported_as_jpeg() -> None:
 
 
 def test_check_upload_codes_and_limits_in_messages() -> None:
-    with pytest.raises(ImageValidationError) as caught:
+    with pytest.raises(InvalidImage) as caught:
         check_upload(file_index=20, size_bytes=5, max_files=20, max_file_size=10)
     assert caught.value.code == "too_many_files"
     assert "20" in caught.value.message
-    with pytest.raises(ImageValidationError) as caught:
+    with pytest.raises(InvalidImage) as caught:
         check_upload(file_index=0, size_bytes=0, max_files=20, max_file_size=10)
     assert caught.value.code == "empty_file"
-    with pytest.raises(ImageValidationError) as caught:
+    with pytest.raises(InvalidImage) as caught:
         check_upload(file_index=0, size_bytes=11, max_files=20, max_file_size=10)
     assert caught.value.code == "file_too_large"
     assert "11" in caught.value.message
@@ -107,7 +107,7 @@ def test_bad_png_checksum_is_corrupt() -> None:
 def test_pixel_budget_is_checked_before_decoding() -> None:
     bomb = bomb_png(100_000, 100_000)  # 10 gigapixels in a few hundred bytes
     assert len(bomb) < 1000
-    with pytest.raises(ImageValidationError) as caught:
+    with pytest.raises(InvalidImage) as caught:
         _inspect(bomb)
     assert caught.value.code == "image_too_large"
     assert "40000000" in caught.value.message
@@ -148,7 +148,7 @@ def test_a_small_image_gets_the_same_facts_inline(fmt: str, mode: str) -> None:
     ids=["not-an-image", "unsupported", "bomb", "checksum", "truncated"],
 )
 def test_refusals_are_the_same_inline(data: bytes) -> None:
-    with pytest.raises(ImageValidationError) as inline:
+    with pytest.raises(InvalidImage) as inline:
         _inspect_small(data)
     assert inline.value.code == _code(data)
 

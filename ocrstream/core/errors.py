@@ -1,7 +1,9 @@
 """The one error tree of ocrstream.
 
-Core code raises these; only ``app`` translates them, into RFC 9457 problem responses
-(before a stream starts) or into the SPEC's error events (once it has)::
+Core code raises these; they are translated at two boundaries only: refusals into
+RFC 9457 problem responses (``http/problems.py``), the rest into the SPEC's error
+events through :func:`ocrstream.core.events.error_info`. The exceptions are named for
+what went wrong, the events for what the client is told, so no name is both::
 
     OCRStreamError                      abstract; carries ``code`` and ``status_hint``
     ├── ConfigError                     an OCRSTREAM_* variable is invalid (start-up)
@@ -13,13 +15,13 @@ Core code raises these; only ``app`` translates them, into RFC 9457 problem resp
     │   ├── ContentTooLarge             413 Content-Length over MAX_REQUEST_SIZE
     │   ├── UnsupportedMediaType        415 not multipart/form-data, or no boundary
     │   └── ServiceBusy                 503 MAX_STREAMS streams already open
-    ├── ProcessingError                 ends a job with ``processing_error``
+    ├── UploadFailed                    ends a job with ``processing_error``
     │   ├── MalformedRequest            malformed_request
     │   ├── RequestTooLarge             request_too_large
     │   ├── TooManyParts                too_many_parts
     │   ├── UploadTimeout               upload_timeout
     │   └── NoFiles                     no_files
-    ├── ImageValidationError            one file fails validation (``image_validation_error``)
+    ├── InvalidImage                    one file fails validation (``image_validation_error``)
     └── OCRError                        one file fails OCR (``image_ocr_error``)
 
 Processing errors that are not raised by code (``client_disconnected``,
@@ -39,19 +41,19 @@ __all__ = [
     "ContentTooLarge",
     "CrossOriginRefused",
     "EngineUnavailable",
-    "ImageValidationError",
+    "InvalidImage",
     "MalformedRequest",
     "NoFiles",
     "NotFound",
     "OCRError",
     "OCRStreamError",
-    "ProcessingError",
     "RequestRefused",
     "RequestTooLarge",
     "ServiceBusy",
     "TooManyParts",
     "Unauthorized",
     "UnsupportedMediaType",
+    "UploadFailed",
     "UploadTimeout",
 ]
 
@@ -166,48 +168,48 @@ class ServiceBusy(RequestRefused):
         self.retry_after = retry_after
 
 
-class ProcessingError(OCRStreamError):
+class UploadFailed(OCRStreamError):
     """A request-level failure: the job ends with one ``processing_error`` event."""
 
     status_hint = 422
 
 
-class MalformedRequest(ProcessingError):
+class MalformedRequest(UploadFailed):
     """Bad multipart framing, a short body, or an over-long header or field."""
 
     code = "malformed_request"
     status_hint = 400
 
 
-class RequestTooLarge(ProcessingError):
+class RequestTooLarge(UploadFailed):
     """The body passed MAX_REQUEST_SIZE while it was read."""
 
     code = "request_too_large"
     status_hint = 413
 
 
-class TooManyParts(ProcessingError):
+class TooManyParts(UploadFailed):
     """The body has more than MAX_PARTS parts."""
 
     code = "too_many_parts"
     status_hint = 413
 
 
-class UploadTimeout(ProcessingError):
+class UploadTimeout(UploadFailed):
     """No body bytes for UPLOAD_TIMEOUT, or the body not complete by UPLOAD_DEADLINE."""
 
     code = "upload_timeout"
     status_hint = 408
 
 
-class NoFiles(ProcessingError):
+class NoFiles(UploadFailed):
     """The body is well formed but has no part with a filename."""
 
     code = "no_files"
     status_hint = 422
 
 
-class ImageValidationError(OCRStreamError):
+class InvalidImage(OCRStreamError):
     """One file failed validation.
 
     Attributes:
@@ -240,5 +242,5 @@ class OCRError(OCRStreamError):
 
 
 _ABSTRACT: frozenset[type[OCRStreamError]] = frozenset(
-    {OCRStreamError, RequestRefused, ProcessingError}
+    {OCRStreamError, RequestRefused, UploadFailed}
 )

@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from ocrstream.core.errors import OCR_ERROR_CODES, PROCESSING_ERROR_CODES, VALIDATION_ERROR_CODES
+from ocrstream.core.errors import (
+    OCR_ERROR_CODES,
+    PROCESSING_ERROR_CODES,
+    VALIDATION_ERROR_CODES,
+    OCRStreamError,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -39,6 +44,7 @@ __all__ = [
     "ProcessingError",
     "StreamLagged",
     "UploadStarted",
+    "error_info",
     "format_timestamp",
     "parse_envelope",
 ]
@@ -63,6 +69,12 @@ class ErrorInfo:
     def __post_init__(self) -> None:
         _require(self.code in _ALL_ERROR_CODES, f"unknown error code {self.code!r}")
         _require(bool(self.message), "an error needs a message")
+
+
+def error_info(error: OCRStreamError) -> ErrorInfo:
+    """The ``{code, message}`` an error event carries for ``error`` (the one translation
+    of an exception into an event's error)."""
+    return ErrorInfo(code=error.code, message=error.message)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
 
-from ocrstream.core.errors import ImageValidationError
+from ocrstream.core.errors import InvalidImage
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator
@@ -108,17 +108,17 @@ def check_upload(*, file_index: int, size_bytes: int, max_files: int, max_file_s
         max_file_size: MAX_FILE_SIZE in bytes.
 
     Raises:
-        ImageValidationError: ``too_many_files``, ``empty_file`` or ``file_too_large``.
+        InvalidImage: ``too_many_files``, ``empty_file`` or ``file_too_large``.
     """
     if file_index >= max_files:
-        raise ImageValidationError(
+        raise InvalidImage(
             "too_many_files",
             f"file {file_index + 1} is over the limit of {max_files} files per request (MAX_FILES)",
         )
     if size_bytes == 0:
-        raise ImageValidationError("empty_file", "the file is empty (0 bytes)")
+        raise InvalidImage("empty_file", "the file is empty (0 bytes)")
     if size_bytes > max_file_size:
-        raise ImageValidationError(
+        raise InvalidImage(
             "file_too_large",
             f"the file is {size_bytes} bytes; the limit is {max_file_size} bytes (MAX_FILE_SIZE)",
         )
@@ -164,7 +164,7 @@ def inspect_image(
         The image's format, width, height and mode.
 
     Raises:
-        ImageValidationError: ``not_an_image``, ``unsupported_format``,
+        InvalidImage: ``not_an_image``, ``unsupported_format``,
             ``image_too_large`` or ``corrupt_image``.
     """
     sniffed = _sniff(source, allowed_formats)
@@ -192,7 +192,7 @@ def inspect_small_image(
         allowed_formats: the formats accepted (ALLOWED_FORMATS).
 
     Raises:
-        ImageValidationError: as :func:`inspect_image`.
+        InvalidImage: as :func:`inspect_image`.
     """
     if size_bytes > INLINE_MAX_BYTES:
         return None
@@ -213,13 +213,11 @@ def _sniff(source: IO[bytes], allowed_formats: Collection[str]) -> str:
     source.seek(0)
     identified = identify_format(source.read(SNIFF_BYTES))
     if identified is None:
-        raise ImageValidationError(
-            "not_an_image", "the bytes are not an image in any format known here"
-        )
+        raise InvalidImage("not_an_image", "the bytes are not an image in any format known here")
     sniffed, acceptable = identified
     allowed = sorted(allowed_formats)
     if not acceptable or sniffed not in allowed_formats:
-        raise ImageValidationError(
+        raise InvalidImage(
             "unsupported_format",
             f"the file is {sniffed}; accepted formats are {', '.join(allowed)} (ALLOWED_FORMATS)",
         )
@@ -239,13 +237,13 @@ def _read_header(source: IO[bytes], sniffed: str, *, max_pixels: int) -> ImageFa
         )
         # The pixel budget is judged from the header alone, before any decoding.
         if width * height > max_pixels:
-            raise ImageValidationError(
+            raise InvalidImage(
                 "image_too_large",
                 f"the image is {width}x{height} = {width * height} pixels; the limit is "
                 f"{max_pixels} pixels (MAX_IMAGE_PIXELS)",
             )
         if width <= 0 or height <= 0:
-            raise ImageValidationError("corrupt_image", "the image has no pixels")
+            raise InvalidImage("corrupt_image", "the image has no pixels")
         # verify() checks what decoding alone may not (PNG chunk CRCs, for one)…
         image.verify()
     return facts
@@ -263,16 +261,16 @@ def _decoding_errors(sniffed: str) -> Iterator[None]:
     """Pillow's errors as ``corrupt_image``."""
     try:
         yield
-    except ImageValidationError:
+    except InvalidImage:
         raise
     except UnidentifiedImageError:
-        raise ImageValidationError(
+        raise InvalidImage(
             "corrupt_image", f"the file starts like {sniffed} but its header cannot be read"
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as error:
         # Pillow reports broken data with these, e.g. "image file is truncated",
         # "broken PNG file", "Truncated File Read"; their text helps the client.
         detail = str(error) or type(error).__name__
-        raise ImageValidationError(
+        raise InvalidImage(
             "corrupt_image", f"the {sniffed} data cannot be decoded: {detail}"
         ) from None

@@ -19,28 +19,28 @@ from typing import IO, TYPE_CHECKING
 import trio
 
 from ocrstream.core.errors import (
-    ImageValidationError,
+    InvalidImage,
     NoFiles,
     OCRError,
     OCRStreamError,
-    ProcessingError,
+    UploadFailed,
     UploadTimeout,
 )
 from ocrstream.core.events import (
-    ErrorInfo,
     Event,
     ImageOCRError,
     ImageOCRStart,
     ImageOCRSuccess,
     ImageReceived,
+    ImageValidationError,
     ImageValidationStart,
     ImageValidationSuccess,
     OCRLine,
     ProcessingComplete,
+    ProcessingError,
     UploadStarted,
+    error_info,
 )
-from ocrstream.core.events import ImageValidationError as ImageValidationErrorEvent
-from ocrstream.core.events import ProcessingError as ProcessingErrorEvent
 from ocrstream.core.holdback import Holdback, Tally
 from ocrstream.core.validation import check_upload, inspect_image, inspect_small_image
 from ocrstream.service.intake import IntakeLimits, PartCollector, ReceivedFile, receive_upload
@@ -120,7 +120,7 @@ async def run_job(
         with handle.cancel_scope:
             try:
                 collector = PartCollector(options.boundary, limits=intake_limits(settings))
-            except ProcessingError as error:
+            except UploadFailed as error:
                 handle.end_with_error(error.code, error.message)
                 return
             async with trio.open_nursery() as nursery:
@@ -188,8 +188,8 @@ def _with_waiting(first: Event, receive: trio.MemoryReceiveChannel[Event]) -> li
             return batch
 
 
-def _error_event(error: OCRStreamError) -> ProcessingErrorEvent:
-    return ProcessingErrorEvent(error=ErrorInfo(code=error.code, message=error.message))
+def _error_event(error: OCRStreamError) -> ProcessingError:
+    return ProcessingError(error=error_info(error))
 
 
 async def _process(
@@ -202,7 +202,7 @@ async def _process(
 ) -> float | None:
     """Run the job's tasks; when a failure left the body unread, the seconds to drain it."""
     tally = Tally(started_at=trio.current_time())
-    failure: ProcessingError | None = None
+    failure: UploadFailed | None = None
     async with trio.open_nursery() as files:
 
         async def on_file(file: ReceivedFile) -> None:
@@ -225,7 +225,7 @@ async def _process(
                 on_file=on_file,
                 collector=collector,
             )
-        except ProcessingError as error:
+        except UploadFailed as error:
             failure = error
             files.cancel_scope.cancel()
         else:
@@ -296,7 +296,7 @@ async def _check_file(
 
 async def _validate(
     file: ReceivedFile, *, settings: Settings, limiter: trio.CapacityLimiter
-) -> ImageValidationSuccess | ImageValidationErrorEvent:
+) -> ImageValidationSuccess | ImageValidationError:
     try:
         check_upload(
             file_index=file.index,
@@ -323,12 +323,12 @@ async def _validate(
                 ),
                 limiter=limiter,
             )
-    except ImageValidationError as error:
-        return ImageValidationErrorEvent(
+    except InvalidImage as error:
+        return ImageValidationError(
             file_index=file.index,
             file_name=file.name,
             size_bytes=file.size_bytes,
-            error=ErrorInfo(code=error.code, message=error.message),
+            error=error_info(error),
         )
     return ImageValidationSuccess(
         file_index=file.index,
@@ -372,7 +372,7 @@ async def _recognize(
             result = ImageOCRError(
                 file_index=file.index,
                 file_name=file.name,
-                error=ErrorInfo(code=error.code, message=error.message),
+                error=error_info(error),
             )
         else:
             tally.ocr_success += 1
