@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ocrstream import create_app
 from ocrstream.core.config import load_settings
-from ocrstream.core.sse import SSEDecoder
+from tests.sse_reading import SSEDecoder
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

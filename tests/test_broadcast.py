@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ocrstream.core import events as ev
-from ocrstream.core.sse import SSEDecoder
-from ocrstream.service.memory.broadcast import Broadcaster, RingSubscription
+from ocrstream.service.memory.broadcast import Broadcaster, RingCursor
+from tests.cursors import take_batch
+from tests.sse_reading import SSEDecoder
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -32,13 +33,13 @@ async def test_a_reader_that_fell_behind_is_told_how_much_it_missed() -> None:
     with ring.subscribe() as reader:
         for n in range(12):  # 12 published, ring holds the last 5
             ring.publish(_envelope(n))
-        batch = reader.take_nowait()
+        batch = take_batch(reader)
         assert batch.lagged == ev.StreamLagged(missed=7, resume_seq=1007)
         assert [ring_id for ring_id, _ in batch.events] == [1007, 1008, 1009, 1010, 1011]
-        assert reader.take_nowait().events == []
+        assert take_batch(reader).events == []
     statistics = ring.statistics()
     assert (statistics.lag_reports, statistics.missed_events) == (1, 7)
-    assert statistics.subscribers == 0
+    assert statistics.readers == 0
 
 
 async def test_last_event_id_resumes_within_the_ring_or_from_its_oldest() -> None:
@@ -46,20 +47,20 @@ async def test_last_event_id_resumes_within_the_ring_or_from_its_oldest() -> Non
     for n in range(8):
         ring.publish(_envelope(n))  # holds 1003..1007
     with ring.subscribe(last_event_id=1004) as reader:
-        batch = reader.take_nowait()
+        batch = take_batch(reader)
         assert batch.lagged is None
         assert [ring_id for ring_id, _ in batch.events] == [1005, 1006, 1007]
     with ring.subscribe(last_event_id=1000) as reader:
-        batch = reader.take_nowait()
+        batch = take_batch(reader)
         assert batch.lagged == ev.StreamLagged(missed=2, resume_seq=1003)
     with ring.subscribe(last_event_id=12) as reader:  # an id from before this boot
-        assert reader.take_nowait().lagged == ev.StreamLagged(missed=3, resume_seq=1003)
+        assert take_batch(reader).lagged == ev.StreamLagged(missed=3, resume_seq=1003)
     with ring.subscribe(last_event_id=10**18) as reader:  # ahead of the ring: from now on
-        assert reader.take_nowait().events == []
+        assert take_batch(reader).events == []
     with ring.subscribe() as reader:  # no id: from now on
-        assert reader.take_nowait().events == []
+        assert take_batch(reader).events == []
         ring.publish(_envelope(9))
-        assert [i for i, _ in reader.take_nowait().events] == [1008]
+        assert [i for i, _ in take_batch(reader).events] == [1008]
 
 
 async def test_frames_carry_ring_ids_and_the_lag_report_has_none() -> None:
@@ -91,8 +92,8 @@ async def test_any_interleaving_keeps_order_and_reports_every_gap(
 ) -> None:
     ring = Broadcaster(capacity, first_id=100)
     published = 0
-    readers: list[tuple[RingSubscription, list[int], int]] = []  # (reader, ids seen, start id)
-    contexts: list[AbstractContextManager[RingSubscription]] = []
+    readers: list[tuple[RingCursor, list[int], int]] = []  # (reader, ids seen, start id)
+    contexts: list[AbstractContextManager[RingCursor]] = []
     for action, value in script:
         if action == "publish":
             for _ in range(value):
@@ -103,12 +104,12 @@ async def test_any_interleaving_keeps_order_and_reports_every_gap(
             context = ring.subscribe(last_event_id=last)
             reader = context.__enter__()
             contexts.append(context)
-            start = reader.cursor + 1
+            start = reader.position + 1
             readers.append((reader, [], start))
         elif readers:
             reader, seen, start = readers[value % len(readers)]
             if action == "read":
-                batch = reader.take_nowait()
+                batch = take_batch(reader)
                 expected_next = seen[-1] + 1 if seen else start
                 if batch.lagged is not None:
                     # A gap, exactly as reported, to the oldest event still held.
@@ -126,16 +127,16 @@ async def test_any_interleaving_keeps_order_and_reports_every_gap(
                 index = value % len(readers)
                 contexts.pop(index).__exit__(None, None, None)
                 readers.pop(index)
-    assert ring.statistics().subscribers == len(readers)
+    assert ring.statistics().readers == len(readers)
     for remaining in contexts:
         remaining.__exit__(None, None, None)
-    assert ring.statistics().subscribers == 0
+    assert ring.statistics().readers == 0
 
 
 async def test_a_ring_subscription_counts_out_once_however_often_it_is_closed() -> None:
     ring = Broadcaster(4)
     with ring.subscribe() as reader:
         reader.close()
-        assert ring.statistics().subscribers == 0
+        assert ring.statistics().readers == 0
     reader.close()
-    assert ring.statistics().subscribers == 0
+    assert ring.statistics().readers == 0

@@ -16,18 +16,18 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from ocrstream.core import events as ev
-from ocrstream.core.sse import SSEDecoder, SSEMessage
 from ocrstream.http.direct import ChunkWriter, ConnectionBroken, DirectConnection
 from ocrstream.http.fanout import FanOut, Reader
 from ocrstream.service.memory.broadcast import Broadcaster
 from ocrstream.service.memory.registry import JobHandle, JobRegistry
 from tests.chunked import take_chunks
+from tests.sse_reading import SSEDecoder, SSEMessage
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from ocrstream.service.cursor import FrameSource
+    from ocrstream.service.cursor import Cursor
 
 FIRST_RING_ID = 1000
 
@@ -89,7 +89,7 @@ class Rig:
 
     async def watch(
         self,
-        source: AbstractContextManager[FrameSource],
+        source: AbstractContextManager[Cursor],
         job_id: str | None,
         *,
         direct: bool = True,
@@ -353,7 +353,7 @@ async def test_a_client_that_leaves_is_forgotten() -> None:
             await watcher.finished.wait()
         assert watcher.outcome is False
         assert r.fanout.statistics().readers == 0
-        assert handle.subscriber_count == 0
+        assert handle.reader_count == 0
         handle.publish(_received(0))
         await trio.testing.wait_all_tasks_blocked()
         assert watcher.messages == []
@@ -491,7 +491,7 @@ async def test_any_interleaving_delivers_in_order_with_gaps_only_where_reported(
                 await watcher.finished.wait()
         assert r.fanout.statistics().readers == 0
         for handle in jobs:
-            assert handle.subscriber_count == 0
+            assert handle.reader_count == 0
 
 
 def _holds(watcher: Watcher, count: int) -> Callable[[], bool]:

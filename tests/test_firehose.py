@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import trio
 import trio.testing
 
-from ocrstream.core.sse import SSEDecoder, SSEMessage
 from tests.apps import BOUNDARY, MULTIPART, decode_events, make_app, serving
 from tests.images import Upload, make_image, multipart_body
+from tests.sse_reading import SSEDecoder, SSEMessage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -23,10 +23,10 @@ from ocrstream.core.config import Settings, load_settings
 from ocrstream.core.errors import RequestRefused
 from ocrstream.core.jobs import JobRecord
 from ocrstream.core.openapi import event_classes
-from ocrstream.core.sse import SSEDecoder
 from ocrstream.http.docs import DOCS_CSP, docs_html, openapi_document
 from tests.images import Upload, make_image, multipart_body
 from tests.samples import one_of_each
+from tests.sse_reading import SSEDecoder
 
 BOUNDARY = "ocrstream-test-boundary"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"

@@ -8,9 +8,11 @@ import trio.testing
 
 from ocrstream.core import events
 from ocrstream.core import events as ev
-from ocrstream.core.sse import SSEDecoder, SSEMessage, encode_event
+from ocrstream.core.sse import encode_event
 from ocrstream.service.memory.broadcast import Broadcaster
 from ocrstream.service.memory.registry import JobHandle, JobRegistry, RegistryStatistics
+from tests.cursors import take_envelopes
+from tests.sse_reading import SSEDecoder, SSEMessage
 
 if TYPE_CHECKING:
     import pytest
@@ -24,7 +26,7 @@ def _done() -> ev.ProcessingError:
     return ev.ProcessingError(error=ev.ErrorInfo(code="no_files", message="m"))
 
 
-async def test_subscribers_get_every_event_once_in_order() -> None:
+async def test_readers_get_every_event_once_in_order() -> None:
     registry = JobRegistry(result_ttl=10)
     handle = registry.create()
     received: list[int] = []
@@ -33,12 +35,12 @@ async def test_subscribers_get_every_event_once_in_order() -> None:
         with registry.subscribe(handle) as subscription:
             while not subscription.exhausted:
                 await subscription.wait_available()
-                received.extend(e.seq for e in subscription.take_nowait() if e.seq is not None)
+                received.extend(e.seq for e in take_envelopes(subscription) if e.seq is not None)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(reader)
         await trio.testing.wait_all_tasks_blocked()
-        assert registry.statistics().subscribers == 1
+        assert registry.statistics().readers == 1
         handle.publish(_started())
         handle.publish(
             ev.ImageReceived(file_index=0, file_name="a", size_bytes=1, content_type=None)
@@ -46,16 +48,16 @@ async def test_subscribers_get_every_event_once_in_order() -> None:
         await trio.testing.wait_all_tasks_blocked()
         handle.publish(_done())
     assert received == [0, 1, 2]
-    assert registry.statistics().subscribers == 0
+    assert registry.statistics().readers == 0
 
 
-async def test_late_subscriber_replays_from_after_its_cursor() -> None:
+async def test_a_late_reader_replays_from_after_its_position() -> None:
     registry = JobRegistry(result_ttl=10)
     handle = registry.create()
     handle.publish(_started())
     handle.publish(_done())
     with registry.subscribe(handle, after=0) as subscription:
-        assert [e.seq for e in subscription.take_nowait()] == [1]
+        assert [e.seq for e in take_envelopes(subscription)] == [1]
         assert subscription.exhausted
 
 
@@ -100,11 +102,11 @@ async def test_a_subscription_counts_out_once_however_often_it_is_closed() -> No
     registry = JobRegistry(result_ttl=1)
     handle = registry.create()
     with registry.subscribe(handle) as subscription:
-        assert handle.subscriber_count == 1
+        assert handle.reader_count == 1
         subscription.close()
-        assert handle.subscriber_count == 0
+        assert handle.reader_count == 0
     subscription.close()
-    assert handle.subscriber_count == 0
+    assert handle.reader_count == 0
 
 
 def _finish(registry: JobRegistry) -> JobHandle:
@@ -158,7 +160,7 @@ async def test_a_watched_job_is_not_dropped_mid_read(mock_clock: trio.testing.Mo
         assert reader.exhausted
         assert [registry.get(h.job_id) is not None for h in others] == [False, True, True]
     assert registry.get(watched.job_id) is None, "dropped when its last reader left"
-    assert registry.statistics() == RegistryStatistics(jobs=2, running_jobs=0, subscribers=0)
+    assert registry.statistics() == RegistryStatistics(jobs=2, running_jobs=0, readers=0)
 
 
 async def test_one_encoding_serves_the_job_and_the_firehose(

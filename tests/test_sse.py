@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ocrstream.core import events as ev
-from ocrstream.core.sse import KEEPALIVE, SSEDecoder, encode, encode_all, encode_comment
+from ocrstream.core.sse import KEEPALIVE, encode, encode_comment
+from tests.sse_reading import SSEDecoder, encode_all
 
 MOMENT = datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)
 

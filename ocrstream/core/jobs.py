@@ -170,7 +170,7 @@ class JobRecord:
         if self.finished:
             raise JobClosedError(f"job {self.job_id} already ended; {event.type} refused")
         if isinstance(event, StreamLagged):
-            raise ValueError("stream_lagged belongs to a subscriber, not a job")
+            raise ValueError("stream_lagged belongs to a reader, not a job")
         envelope = Envelope(event=event, job_id=self.job_id, seq=self.next_seq)
         self.history.append(envelope)
         self._fold(event)

@@ -1,4 +1,5 @@
-"""Server-Sent Events framing: a pure encoder and an incremental decoder.
+"""Server-Sent Events framing: a pure encoder (clients parse it; the tests' own decoder is
+in ``tests/sse_reading.py``).
 
 Follows WHATWG HTML, section 9.2 "Server-sent events" ("Interpreting an event
 stream"): lines end in LF, CR or CRLF; a blank line dispatches; lines starting with
@@ -13,20 +14,14 @@ firehose its ring id; :func:`id_line`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from ocrstream.core.events import Envelope
 
 __all__ = [
     "KEEPALIVE",
-    "SSEDecoder",
-    "SSEMessage",
     "encode",
-    "encode_all",
     "encode_comment",
     "encode_event",
     "id_line",
@@ -87,83 +82,6 @@ def encode_event(envelope: Envelope) -> bytes:
     return wire
 
 
-def encode_all(envelopes: Iterable[Envelope]) -> bytes:
-    """Encode several events as one chunk (coalesced writes cost one socket send)."""
-    return b"".join(encode(envelope) for envelope in envelopes)
-
-
 def encode_comment(text: str) -> bytes:
     """Encode a comment frame; clients ignore it, proxies see traffic."""
     return "".join(f": {line}\n" for line in _LINE_BREAKS.split(text)).encode("utf-8") + b"\n"
-
-
-@dataclass(frozen=True, slots=True)
-class SSEMessage:
-    """One dispatched message: ``event`` defaults to ``message``; ``id`` may be None."""
-
-    event: str
-    data: str
-    id: str | None
-
-
-class SSEDecoder:
-    """Incremental SSE parser: feed bytes as they arrive, get whole messages back.
-
-    Comments are counted in :attr:`comments` (tests use it to see keep-alives).
-    """
-
-    def __init__(self) -> None:
-        self._buffer = ""
-        self._pending = b""
-        self._event = ""
-        self._data: list[str] = []
-        self._id: str | None = None
-        self.comments = 0
-        self.last_event_id: str | None = None
-
-    def feed(self, chunk: bytes) -> list[SSEMessage]:
-        """Parse ``chunk`` and return the messages it completes."""
-        raw = self._pending + chunk
-        try:
-            text = raw.decode("utf-8")
-            self._pending = b""
-        except UnicodeDecodeError as error:
-            # keep an incomplete trailing UTF-8 sequence for the next chunk
-            text = raw[: error.start].decode("utf-8")
-            self._pending = raw[error.start :]
-        self._buffer += text
-        messages: list[SSEMessage] = []
-        while True:
-            match = _LINE_BREAKS.search(self._buffer)
-            if match is None:
-                break
-            # a lone CR at the very end may be the first half of CRLF: wait for more
-            if match.group() == "\r" and match.end() == len(self._buffer):
-                break
-            line = self._buffer[: match.start()]
-            self._buffer = self._buffer[match.end() :]
-            message = self._line(line)
-            if message is not None:
-                messages.append(message)
-        return messages
-
-    def _line(self, line: str) -> SSEMessage | None:
-        if line == "":
-            if not self._data and not self._event:
-                return None
-            message = SSEMessage(self._event or "message", "\n".join(self._data), self._id)
-            self._event, self._data = "", []
-            return message
-        if line.startswith(":"):
-            self.comments += 1
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id" and "\0" not in value:
-            self._id = value
-            self.last_event_id = value
-        return None

@@ -7,7 +7,7 @@ The watcher path, end to end (``GET /api/events`` and ``GET /api/ocr/{id}/events
    DIRECT_CONNECTION` (its socket stream and Hypercorn's send lock for it) before
    Hypercorn's ``TCPServer`` serves it; the connection's requests inherit it.
 2. **Route** (``routes.py``, in Quart). Everything about the stream is decided here:
-   the token, 404 or 204, the MAX_STREAMS slot, the subscription (a cursor), the
+   the token, 404 or 204, the MAX_STREAMS slot, the cursor (a cursor), the
    200 head. The route hands the cursor to the request's
    :class:`~ocrstream.http.handoff.HandOff` and returns an empty streaming body.
 3. **Hand-off** (``handoff.py``, ASGI middleware around Quart). It lets the head
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 
     from ocrstream.core.events import Envelope
     from ocrstream.http.direct import ChunkWriter
-    from ocrstream.service.cursor import FrameSource
+    from ocrstream.service.cursor import Cursor
 
 __all__ = ["ROUND_SLICE", "FanOut", "FanOutStatistics", "Reader"]
 
@@ -79,7 +79,7 @@ class Reader:
     """One watcher stream, as the fan-out sees it.
 
     Args:
-        source: the reader's cursor (a job's history or the firehose ring).
+        cursor: the reader's cursor (a job's history or the firehose ring).
         job_id: the job it watches, or None for the firehose.
         writer: its connection's direct writer, or None to send through ASGI.
     """
@@ -87,17 +87,17 @@ class Reader:
     __slots__ = (
         "broken",
         "closed",
+        "cursor",
         "job_id",
         "last_sent",
         "pending",
-        "source",
         "task_turn",
         "wake",
         "writer",
     )
 
-    def __init__(self, source: FrameSource, job_id: str | None, writer: ChunkWriter | None) -> None:
-        self.source = source
+    def __init__(self, cursor: Cursor, job_id: str | None, writer: ChunkWriter | None) -> None:
+        self.cursor = cursor
         self.job_id = job_id
         self.writer = writer
         #: Bytes its task must send (already chunk-framed when ``writer`` is set).
@@ -219,7 +219,7 @@ class FanOut:
                     await self._send_own(reader, send_body)
                 except ConnectionBroken:
                     return False
-                if reader.source.exhausted or self.ending:
+                if reader.cursor.exhausted or self.ending:
                     return True
                 reader.task_turn = False
                 self._poke(reader)  # whatever came while it was away goes out from the loop
@@ -234,7 +234,7 @@ class FanOut:
         writer = reader.writer
         while True:
             if not reader.pending:
-                more = reader.source.take_frames()
+                more = reader.cursor.take_frames()
                 if not more:
                     return
                 reader.pending = writer.frame(more) if writer is not None else more
@@ -342,7 +342,7 @@ class FanOut:
         """Send the reader's waiting frames (or a keep-alive) now, or hand them to its task."""
         if reader.task_turn or reader.closed:
             return
-        data = reader.source.take_frames()
+        data = reader.cursor.take_frames()
         if keepalive and not data:
             data = KEEPALIVE
         if data:
@@ -367,5 +367,5 @@ class FanOut:
                 self._hand_over(reader)
                 return
             self._touch(reader, now)
-        if reader.source.exhausted:
+        if reader.cursor.exhausted:
             self._hand_over(reader)  # its task ends the response

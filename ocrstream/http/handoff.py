@@ -1,8 +1,8 @@
 """Watcher streams leave Quart once their response has started.
 
 A route decides everything about a watcher stream in Quart: authorisation, 404 or
-204, the MAX_STREAMS slot, the subscription, the response head. It then hands the
-subscription over (:meth:`HandOff.accept`) and returns an empty streaming response.
+204, the MAX_STREAMS slot, the cursor, the response head. It then hands the
+cursor over (:meth:`HandOff.accept`) and returns an empty streaming response.
 This ASGI middleware, wrapped around the Quart app, lets that response's head
 through, keeps back its end, and once Quart is done with the request (its request
 object, contexts and tasks all released) goes on serving the stream itself in the
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         Scope,
     )
 
-    from ocrstream.service.cursor import FrameSource
+    from ocrstream.service.cursor import Cursor
 
 __all__ = ["HANDOFF_KEY", "HandOff", "HandOffRefused", "WatcherStreams", "check_stream_head"]
 
@@ -66,23 +66,23 @@ def check_stream_head(headers: Iterable[tuple[bytes, bytes]], http_version: str)
 class HandOff:
     """A watcher stream given by its route to the middleware, with its cleanup."""
 
-    __slots__ = ("_cleanup", "job_id", "source", "started")
+    __slots__ = ("_cleanup", "cursor", "job_id", "started")
 
     def __init__(self) -> None:
-        self.source: FrameSource | None = None
+        self.cursor: Cursor | None = None
         self.job_id: str | None = None
         #: True once a 200 head for this stream has been sent.
         self.started = False
         self._cleanup: Callable[[], None] | None = None
 
-    def accept(self, source: FrameSource, job_id: str | None, cleanup: Callable[[], None]) -> None:
+    def accept(self, cursor: Cursor, job_id: str | None, cleanup: Callable[[], None]) -> None:
         """Take the stream: ``cleanup`` (sync) runs exactly once, however it ends."""
-        self.source, self.job_id, self._cleanup = source, job_id, cleanup
+        self.cursor, self.job_id, self._cleanup = cursor, job_id, cleanup
 
     @property
     def accepted(self) -> bool:
         """True when a route handed a stream over."""
-        return self.source is not None
+        return self.cursor is not None
 
     def close(self) -> None:
         """Run the cleanup, once."""
@@ -125,12 +125,12 @@ class WatcherStreams:
             await self._app(scope, receive, send_head_only)  # type: ignore[misc]
             if not handoff.started:
                 return
-            assert handoff.source is not None
+            assert handoff.cursor is not None
 
             async def send_body(data: bytes) -> None:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
 
-            reader = Reader(handoff.source, handoff.job_id, chunk_writer_for(scope["http_version"]))
+            reader = Reader(handoff.cursor, handoff.job_id, chunk_writer_for(scope["http_version"]))
             if await self._fanout.follow(reader, receive, send_body):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:

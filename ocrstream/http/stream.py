@@ -1,4 +1,4 @@
-"""The body of an SSE response: a subscriber's events as coalesced frames.
+"""The body of an SSE response: a reader's events as coalesced frames.
 
 Not a generator, so nothing ever yields inside a cancel scope (PEP 789): each
 ``__anext__`` waits for events with a keep-alive deadline, lets the job's tasks run
@@ -20,7 +20,7 @@ from ocrstream.core.sse import KEEPALIVE
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ocrstream.service.cursor import WaitableFrameSource
+    from ocrstream.service.cursor import WaitableCursor
 
 __all__ = ["COALESCE_ROUNDS", "EventStream"]
 
@@ -33,10 +33,10 @@ COALESCE_ROUNDS = 2
 
 
 class EventStream:
-    """Async iterator of SSE bytes for one subscriber.
+    """Async iterator of SSE bytes for one reader.
 
     Args:
-        subscription: the reader's cursor (a job's history or the firehose).
+        cursor: the reader's cursor (a job's history or the firehose).
         keepalive_interval: seconds of silence before ``: keep-alive`` (KEEPALIVE_INTERVAL).
         on_close: sync cleanup (unsubscribe, free the stream slot); run exactly once.
         end_after: when given, the stream ends only once this is set too (the uploader's
@@ -45,13 +45,13 @@ class EventStream:
 
     def __init__(
         self,
-        subscription: WaitableFrameSource,
+        cursor: WaitableCursor,
         *,
         keepalive_interval: float,
         on_close: Callable[[], None],
         end_after: trio.Event | None = None,
     ) -> None:
-        self._subscription = subscription
+        self._cursor = cursor
         self._keepalive_interval = keepalive_interval
         self._on_close: Callable[[], None] | None = on_close
         self._end_after = end_after
@@ -60,16 +60,16 @@ class EventStream:
         return self
 
     async def __anext__(self) -> bytes:
-        if self._subscription.exhausted or self._on_close is None:
+        if self._cursor.exhausted or self._on_close is None:
             if self._end_after is not None and self._on_close is not None:
                 await self._end_after.wait()
             self.close()
             raise StopAsyncIteration
         with trio.move_on_after(self._keepalive_interval):
-            await self._subscription.wait_available()
+            await self._cursor.wait_available()
         for _ in range(COALESCE_ROUNDS):
             await trio.lowlevel.checkpoint()
-        frames = self._subscription.take_frames()
+        frames = self._cursor.take_frames()
         return frames or KEEPALIVE
 
     def close(self) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Protocol, Self
 
-__all__ = ["ClosingCursor", "FrameSource", "WaitableFrameSource"]
+__all__ = ["ClosingCursor", "Cursor", "WaitableCursor"]
 
 
-class FrameSource(Protocol):
+class Cursor(Protocol):
     """A reader's cursor over some events: a job's history or the firehose ring."""
 
     @property
@@ -59,7 +59,7 @@ class ClosingCursor:
         self.close()
 
 
-class WaitableFrameSource(FrameSource, Protocol):
+class WaitableCursor(Cursor, Protocol):
     """A cursor its reader can wait on (the fan-out's readers are woken by the fan-out)."""
 
     async def wait_available(self) -> None:

@@ -15,9 +15,9 @@ import trio
 
 from ocrstream import create_app
 from ocrstream.core.config import load_settings
-from ocrstream.core.sse import SSEDecoder
 from ocrstream.http.serve import run_server, serve_hypercorn
 from tests.chunked import dechunk
+from tests.sse_reading import SSEDecoder
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:

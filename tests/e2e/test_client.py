@@ -14,10 +14,10 @@ import pytest
 import trio
 
 from ocrstream.client.client import JobFailed, OCRStreamClient, ProblemError, Upload
-from ocrstream.core.sse import SSEDecoder
 from tests.e2e.served import serve_in_subprocess
 from tests.images import scripted_png
 from tests.ordering import check_stream
+from tests.sse_reading import SSEDecoder
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -117,7 +117,7 @@ async def test_disconnect_mid_upload_cleans_everything_up(
         "code": "client_disconnected",
         "message": "the uploading client disconnected; the job was cancelled",
     }
-    assert server.app.state.registry.statistics().subscribers == 0
+    assert server.app.state.registry.statistics().readers == 0
     # The server goes on serving.
     _, events, _ = await post_events(
         client, server.url, multipart_body([Upload(make_image(), "c.png")], BOUNDARY)

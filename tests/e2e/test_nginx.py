@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from ocrstream.core.sse import SSEDecoder
 from tests.e2e.conftest import (
     BOUNDARY,
     MULTIPART,
@@ -25,6 +24,7 @@ from tests.e2e.conftest import (
 from tests.e2e.nginx import NGINX, running_nginx
 from tests.images import Upload, noisy_png, scripted_png
 from tests.ordering import check_stream
+from tests.sse_reading import SSEDecoder
 
 if not Path(NGINX).exists():
     pytest.skip(f"{NGINX} is missing (apt-get install nginx)", allow_module_level=True)

@@ -34,11 +34,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from ocrstream.core.config import load_settings
-from ocrstream.core.sse import SSEDecoder
 from ocrstream.http.docs import openapi_document
 from tests.e2e.served import serve_in_subprocess
 from tests.images import Upload, make_image, multipart_body
 from tests.ordering import TERMINAL, check_stream
+from tests.sse_reading import SSEDecoder
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -12,7 +12,6 @@ import pytest
 import trio
 from hypercorn.trio.run import worker_serve
 
-from ocrstream.core.sse import SSEDecoder
 from tests.e2e.conftest import (
     BOUNDARY,
     head,
@@ -23,6 +22,7 @@ from tests.e2e.conftest import (
     sse_events,
 )
 from tests.images import Upload, make_image, multipart_body
+from tests.sse_reading import SSEDecoder
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import LiveServer, StartServer

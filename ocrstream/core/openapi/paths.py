@@ -227,7 +227,7 @@ def paths(
         "description": (
             f"Needs the admin token (ADMIN_TOKEN is {admin}). Served from a ring of "
             f"{settings.event_buffer} events (EVENT_BUFFER); frame ids are the ring's own "
-            "sequence numbers. A subscriber that falls behind gets `stream_lagged` (no `id:` "
+            "sequence numbers. A reader that falls behind gets `stream_lagged` (no `id:` "
             "line; `job_id` and `seq` null) and goes on from the oldest event still held."
         ),
         "security": [{"adminToken": []}],

@@ -24,24 +24,16 @@ from ocrstream.core.events import Envelope, StreamLagged
 from ocrstream.core.sse import encode, encode_event, id_line
 from ocrstream.service.cursor import ClosingCursor
 
-__all__ = ["BroadcastStatistics", "Broadcaster", "RingBatch", "RingSubscription"]
+__all__ = ["BroadcastStatistics", "Broadcaster", "RingCursor"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RingBatch:
-    """What a reader gets at once: a lag report (if it fell behind), then events by id."""
-
-    lagged: StreamLagged | None
-    events: list[tuple[int, Envelope]]
 
 
 @dataclass(frozen=True, slots=True)
 class BroadcastStatistics:
     """Counts for /metrics and tests."""
 
-    subscribers: int
+    readers: int
     held: int
     first_id: int
     next_id: int
@@ -49,28 +41,24 @@ class BroadcastStatistics:
     missed_events: int
 
 
-class RingSubscription(ClosingCursor):
-    """One reader's cursor: ``cursor`` is the last ring id it was given."""
+class RingCursor(ClosingCursor):
+    """One reader's cursor: ``position`` is the last ring id it was given."""
 
-    __slots__ = ("_broadcaster", "cursor")
+    __slots__ = ("_broadcaster", "position")
 
-    def __init__(self, broadcaster: Broadcaster, cursor: int) -> None:
+    def __init__(self, broadcaster: Broadcaster, position: int) -> None:
         super().__init__()
         self._broadcaster = broadcaster
-        self.cursor = cursor
-        broadcaster._subscribers += 1
+        self.position = position
+        broadcaster._readers += 1
 
     def _release(self) -> None:
-        self._broadcaster._subscribers -= 1
+        self._broadcaster._readers -= 1
 
     @property
     def exhausted(self) -> bool:
         """Never: the firehose has no end."""
         return False
-
-    def take_nowait(self) -> RingBatch:
-        """Everything after the cursor, with a lag report first if some is gone."""
-        return self._broadcaster._take(self)
 
     def take_frames(self) -> bytes:
         """The waiting events as SSE bytes: the lag report (no ``id:``), then each event
@@ -94,7 +82,7 @@ class Broadcaster:
         # those are the bytes its job's readers get too (encoded once, when published).
         self._frames: deque[bytes] = deque(maxlen=2 * capacity)
         self.next_id = self.boot_id
-        self._subscribers = 0
+        self._readers = 0
         self._lag_reports = 0
         self._missed = 0
 
@@ -111,21 +99,21 @@ class Broadcaster:
         self.next_id += 1
         return ring_id
 
-    def subscribe(self, *, last_event_id: int | None = None) -> RingSubscription:
+    def subscribe(self, *, last_event_id: int | None = None) -> RingCursor:
         """Follow the ring: from now on, or resuming after ``last_event_id``; close the
-        subscription (or use it in ``with``) to stop.
+        cursor (or use it in ``with``) to stop.
 
         An id ahead of the ring (not issued yet) is treated as "from now on".
         """
         if last_event_id is None or last_event_id >= self.next_id:
-            cursor = self.next_id - 1
+            position = self.next_id - 1
         else:
-            cursor = last_event_id
-        return RingSubscription(self, cursor)
+            position = last_event_id
+        return RingCursor(self, position)
 
-    def _advance(self, subscription: RingSubscription) -> tuple[StreamLagged | None, int]:
+    def _advance(self, cursor: RingCursor) -> tuple[StreamLagged | None, int]:
         """Move the reader to the newest event: (its lag report, ring offset of its next)."""
-        wanted = subscription.cursor + 1
+        wanted = cursor.position + 1
         first = self.first_id
         lagged = None
         if wanted < first:
@@ -139,19 +127,12 @@ class Broadcaster:
                 "firehose reader lagged: %d events missed, resuming at %d", missed, first
             )
             wanted = first
-        subscription.cursor = self.next_id - 1  # everything held is now delivered
+        cursor.position = self.next_id - 1  # everything held is now delivered
         return lagged, wanted - first
 
-    def _take(self, subscription: RingSubscription) -> RingBatch:
-        first_wanted = max(subscription.cursor + 1, self.first_id)
-        lagged, start = self._advance(subscription)
-        held = islice(self._ring, start, None)
-        events = list(zip(range(first_wanted, self.next_id), held, strict=True))
-        return RingBatch(lagged=lagged, events=events)
-
-    def _take_frames(self, subscription: RingSubscription) -> bytes:
+    def _take_frames(self, cursor: RingCursor) -> bytes:
         # The hot path of the fan-out: only slices the pre-encoded frames.
-        lagged, start = self._advance(subscription)
+        lagged, start = self._advance(cursor)
         head = b""
         if lagged is not None:
             head = encode(Envelope(event=lagged, job_id=None, seq=None), with_id=False)
@@ -160,7 +141,7 @@ class Broadcaster:
     def statistics(self) -> BroadcastStatistics:
         """Counts for /metrics and tests."""
         return BroadcastStatistics(
-            subscribers=self._subscribers,
+            readers=self._readers,
             held=len(self._ring),
             first_id=self.first_id,
             next_id=self.next_id,

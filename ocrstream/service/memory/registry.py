@@ -1,7 +1,7 @@
-"""The job registry: live jobs and recently finished ones, and their subscribers.
+"""The job registry: live jobs and recently finished ones, and their readers.
 
 Publishing is synchronous and never waits on a reader: it appends to the job's
-history (see :mod:`ocrstream.core.jobs`) and rings a doorbell. Every subscriber, the
+history (see :mod:`ocrstream.core.jobs`) and rings a doorbell. Every reader, the
 uploader included, reads the history through its own cursor, so a slow reader only
 ever delays itself, and one that was away catches up with everything in one chunk.
 
@@ -30,7 +30,7 @@ from ocrstream.service.cursor import ClosingCursor
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-__all__ = ["JobHandle", "JobRegistry", "RegistryStatistics", "Subscription"]
+__all__ = ["JobCursor", "JobHandle", "JobRegistry", "RegistryStatistics"]
 
 
 class JobHandle:
@@ -40,7 +40,7 @@ class JobHandle:
         record: the pure history and state.
         cancel_scope: the scope the job's tasks run in; cancelling it ends them.
         cancel_reason: the ``processing_error`` code to report when cancelled from outside.
-        subscriber_count: readers following the job now.
+        reader_count: readers following the job now.
         done: set when the job's task has ended (after its terminal event and any drain).
     """
 
@@ -52,8 +52,8 @@ class JobHandle:
         "cancel_reason",
         "cancel_scope",
         "done",
+        "reader_count",
         "record",
-        "subscriber_count",
     )
 
     def __init__(self, record: JobRecord, registry: JobRegistry) -> None:
@@ -63,7 +63,7 @@ class JobHandle:
         self._registry = registry
         # Replaced after each publish; None once the job has ended (nothing will come).
         self._changed: trio.Event | None = trio.Event()
-        self.subscriber_count = 0
+        self.reader_count = 0
         # Past its time while still read: dropped when its last reader leaves.
         self._expired = False
         # Each event's ``id:`` line and its frame's other bytes, alternately: ``_wire[2 *
@@ -83,7 +83,7 @@ class JobHandle:
         return [wire[index] + wire[index + 1] for index in range(0, len(wire), 2)]
 
     def publish(self, event: Event) -> Envelope:
-        """Record ``event`` and wake every subscriber; never blocks.
+        """Record ``event`` and wake every reader; never blocks.
 
         Raises:
             JobClosedError: the job already ended.
@@ -131,51 +131,46 @@ class JobHandle:
             await self.wait_changed()
 
 
-class Subscription(ClosingCursor):
+class JobCursor(ClosingCursor):
     """One reader's cursor over a job's history."""
 
-    __slots__ = ("cursor", "handle")
+    __slots__ = ("handle", "position")
 
     def __init__(self, handle: JobHandle, after: int | None) -> None:
         super().__init__()
         self.handle = handle
-        self.cursor = after
-        handle.subscriber_count += 1
-        handle._registry._subscribers += 1
+        self.position = after
+        handle.reader_count += 1
+        handle._registry._readers += 1
 
     def _release(self) -> None:
         handle = self.handle
-        handle.subscriber_count -= 1
-        handle._registry._subscribers -= 1
-        if handle._expired and handle.subscriber_count == 0:
+        handle.reader_count -= 1
+        handle._registry._readers -= 1
+        if handle._expired and handle.reader_count == 0:
             handle._registry._drop(handle)
 
     @property
     def exhausted(self) -> bool:
         """True once the terminal event has been taken."""
         record = self.handle.record
-        return record.finished and self.cursor is not None and self.cursor >= record.next_seq - 1
-
-    def take_nowait(self) -> list[Envelope]:
-        """Every event after the cursor (possibly none); advances the cursor."""
-        batch = self.handle.record.events_after(self.cursor)
-        if batch:
-            self.cursor = batch[-1].seq
-        return batch
+        return (
+            record.finished and self.position is not None and self.position >= record.next_seq - 1
+        )
 
     async def wait_available(self) -> None:
         """Return at once if events are waiting, else when the next one is published."""
-        if self.handle.record.events_after(self.cursor) or self.exhausted:
+        if self.handle.record.events_after(self.position) or self.exhausted:
             return
         await self.handle.wait_changed()
 
     def take_frames(self) -> bytes:
         """The waiting events as SSE bytes, ``id:`` being each event's seq."""
-        start = 0 if self.cursor is None else self.cursor + 1
+        start = 0 if self.position is None else self.position + 1
         wire = self.handle._wire
         if 2 * start >= len(wire):
             return b""
-        self.cursor = len(wire) // 2 - 1
+        self.position = len(wire) // 2 - 1
         return b"".join(wire[2 * start :])
 
 
@@ -185,7 +180,7 @@ class RegistryStatistics:
 
     jobs: int
     running_jobs: int
-    subscribers: int
+    readers: int
 
 
 class JobRegistry:
@@ -213,7 +208,7 @@ class JobRegistry:
         self._running: dict[JobHandle, None] = {}
         # Finished jobs in the order they finished (so by finished_at): the front goes first.
         self._finished: deque[JobHandle] = deque()
-        self._subscribers = 0
+        self._readers = 0
         self._job_ended = trio.Event()
 
     def create(self) -> JobHandle:
@@ -251,22 +246,22 @@ class JobRegistry:
             if len(finished) <= self._max_retained and finished_at > oldest_kept:
                 return
             finished.popleft()
-            if handle.subscriber_count:
+            if handle.reader_count:
                 handle._expired = True
             else:
                 self._drop(handle)
 
-    def subscribe(self, handle: JobHandle, *, after: int | None = None) -> Subscription:
-        """Follow ``handle`` from after seq ``after``; close the subscription (or use it
+    def subscribe(self, handle: JobHandle, *, after: int | None = None) -> JobCursor:
+        """Follow ``handle`` from after seq ``after``; close the cursor (or use it
         in ``with``) to stop (sync, so it is safe in cleanup after cancellation)."""
-        return Subscription(handle, after)
+        return JobCursor(handle, after)
 
     def statistics(self) -> RegistryStatistics:
         """Counts for /metrics and tests."""
         return RegistryStatistics(
             jobs=len(self._jobs),
             running_jobs=len(self._running),
-            subscribers=self._subscribers,
+            readers=self._readers,
         )
 
     async def wait_none_running(self) -> None:
