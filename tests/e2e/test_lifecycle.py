@@ -107,6 +107,7 @@ async def test_disconnect_mid_upload_cleans_everything_up(
     async with stream:  # closed however the test goes: the client leaves mid-upload
         await wait_until(
             lambda: server.app.state.job_tasks_running == 1 and bool(_temp_files() - before),
+            timeout=30,  # two full-suite runs on a loaded machine took over 10 s here
             what="the job runs and has spooled to disk",
         )
     await server.wait_idle()
