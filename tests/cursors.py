@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ocrstream.core import events as ev
+from ocrstream.core.envelope import Envelope, parse_envelope
 from tests.sse_reading import SSEDecoder
 
 if TYPE_CHECKING:
@@ -21,20 +22,20 @@ class RingBatch:
     by ring id."""
 
     lagged: ev.StreamLagged | None
-    events: list[tuple[int, ev.Envelope]]
+    events: list[tuple[int, Envelope]]
 
 
-def take_envelopes(cursor: Cursor) -> list[ev.Envelope]:
+def take_envelopes(cursor: Cursor) -> list[Envelope]:
     """Every waiting event of ``cursor``, decoded from the frames it gives."""
-    return [ev.parse_envelope(json.loads(m.data)) for m in SSEDecoder().feed(cursor.take_frames())]
+    return [parse_envelope(json.loads(m.data)) for m in SSEDecoder().feed(cursor.take_frames())]
 
 
 def take_batch(cursor: Cursor) -> RingBatch:
     """Every waiting event of a firehose cursor, with its ring id and any lag report."""
     lagged = None
-    events: list[tuple[int, ev.Envelope]] = []
+    events: list[tuple[int, Envelope]] = []
     for message in SSEDecoder().feed(cursor.take_frames()):
-        envelope = ev.parse_envelope(json.loads(message.data))
+        envelope = parse_envelope(json.loads(message.data))
         if isinstance(envelope.event, ev.StreamLagged):
             assert message.id is None, "a lag report has no id: line"
             lagged = envelope.event

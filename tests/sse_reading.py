@@ -12,7 +12,7 @@ from ocrstream.core.sse import encode
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from ocrstream.core.events import Envelope
+    from ocrstream.core.envelope import Envelope
 
 __all__ = ["SSEDecoder", "SSEMessage", "encode_all"]
 

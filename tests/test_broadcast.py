@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ocrstream.core import events as ev
+from ocrstream.core.envelope import Envelope
 from ocrstream.service.memory.broadcast import Broadcaster, RingCursor
 from tests.cursors import take_batch
 from tests.sse_reading import SSEDecoder
@@ -16,8 +17,8 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
 
-def _envelope(n: int) -> ev.Envelope:
-    return ev.Envelope(event=ev.UploadStarted(file_count=1, total_bytes=n), job_id="j", seq=n)
+def _envelope(n: int) -> Envelope:
+    return Envelope(event=ev.UploadStarted(file_count=1, total_bytes=n), job_id="j", seq=n)
 
 
 async def test_ids_start_from_boot_time_and_increase() -> None:

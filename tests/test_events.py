@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 import pytest
 
 from ocrstream.core import events as ev
+from ocrstream.core.envelope import Envelope, parse_envelope
 from tests.samples import one_of_each
 
 
-def _envelope(event: ev.Event, seq: int | None = 3) -> ev.Envelope:
-    return ev.Envelope(
+def _envelope(event: ev.Event, seq: int | None = 3) -> Envelope:
+    return Envelope(
         event=event,
         job_id=None if seq is None else "job-1",
         seq=seq,
@@ -92,7 +93,7 @@ def test_stream_lagged_has_no_job() -> None:
     assert document["job_id"] is None
     assert document["seq"] is None
     with pytest.raises(ValueError, match="stream_lagged has no job"):
-        ev.Envelope(event=ev.StreamLagged(missed=1, resume_seq=1), job_id="j", seq=0)
+        Envelope(event=ev.StreamLagged(missed=1, resume_seq=1), job_id="j", seq=0)
 
 
 def test_terminal_types() -> None:
@@ -109,7 +110,7 @@ def test_parse_envelope_round_trips_every_type() -> None:
     for sample in samples:
         lagged = isinstance(sample, ev.StreamLagged)
         envelope = _envelope(sample, seq=None if lagged else 3)
-        again = ev.parse_envelope(json.loads(envelope.to_json()))
+        again = parse_envelope(json.loads(envelope.to_json()))
         assert again.event == sample
         assert again.seq == envelope.seq
         assert again.job_id == envelope.job_id
@@ -117,4 +118,4 @@ def test_parse_envelope_round_trips_every_type() -> None:
 
 def test_parse_envelope_refuses_unknown_types() -> None:
     with pytest.raises(ValueError, match="unknown event type"):
-        ev.parse_envelope({"type": "nope", "data": {}})
+        parse_envelope({"type": "nope", "data": {}})

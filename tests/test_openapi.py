@@ -20,6 +20,7 @@ from referencing.jsonschema import DRAFT202012
 from ocrstream import create_app
 from ocrstream.core import events as ev
 from ocrstream.core.config import Settings, load_settings
+from ocrstream.core.envelope import Envelope
 from ocrstream.core.errors import RequestRefused
 from ocrstream.core.jobs import JobRecord
 from ocrstream.core.openapi import event_classes
@@ -69,7 +70,7 @@ def _errors(validator: Draft202012Validator, instance: object) -> list[str]:
 
 def _envelope(event: ev.Event, seq: int = 0) -> dict[str, Any]:
     jobless = isinstance(event, ev.StreamLagged)
-    envelope = ev.Envelope(
+    envelope = Envelope(
         event=event,
         job_id=None if jobless else JOB_ID,
         seq=None if jobless else seq,

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import trio
 import trio.testing
 
-from ocrstream.core import events
+from ocrstream.core import envelope as envelope_module
 from ocrstream.core import events as ev
 from ocrstream.core.sse import encode_event
 from ocrstream.service.memory.broadcast import Broadcaster
@@ -16,6 +16,8 @@ from tests.sse_reading import SSEDecoder, SSEMessage
 
 if TYPE_CHECKING:
     import pytest
+
+    from ocrstream.core.envelope import Envelope
 
 
 def _started() -> ev.UploadStarted:
@@ -89,7 +91,7 @@ async def test_running_jobs_never_expire(autojump_clock: trio.testing.MockClock)
 
 
 async def test_end_with_error_is_idempotent_and_publishes_once() -> None:
-    published: list[ev.Envelope] = []
+    published: list[Envelope] = []
     registry = JobRegistry(result_ttl=1, on_publish=(published.append,))
     handle = registry.create()
     assert handle.end_with_error("shutting_down", "bye") is not None
@@ -167,14 +169,14 @@ async def test_one_encoding_serves_the_job_and_the_firehose(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     encodings: list[object] = []
-    encoder = events._JSON
+    encoder = envelope_module._JSON
 
     class Counting(json.JSONEncoder):
         def encode(self, o: object) -> str:
             encodings.append(o)
             return encoder.encode(o)
 
-    monkeypatch.setattr(events, "_JSON", Counting())
+    monkeypatch.setattr(envelope_module, "_JSON", Counting())
     ring = Broadcaster(10, first_id=500)
     registry = JobRegistry(result_ttl=10, on_publish=(ring.publish,))
     handle = registry.create()

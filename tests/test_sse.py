@@ -7,14 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ocrstream.core import events as ev
+from ocrstream.core.envelope import Envelope
 from ocrstream.core.sse import KEEPALIVE, encode, encode_comment
 from tests.sse_reading import SSEDecoder, encode_all
 
 MOMENT = datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)
 
 
-def _received(name: str, seq: int = 1) -> ev.Envelope:
-    return ev.Envelope(
+def _received(name: str, seq: int = 1) -> Envelope:
+    return Envelope(
         event=ev.ImageReceived(file_index=0, file_name=name, size_bytes=3, content_type=None),
         job_id="j",
         seq=seq,
@@ -23,7 +24,7 @@ def _received(name: str, seq: int = 1) -> ev.Envelope:
 
 
 def test_frame_is_byte_exact() -> None:
-    envelope = ev.Envelope(
+    envelope = Envelope(
         event=ev.UploadStarted(file_count=1, total_bytes=3), job_id="j", seq=0, timestamp=MOMENT
     )
     assert encode(envelope) == (

@@ -25,12 +25,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from httpx_sse import aconnect_sse
 
-from ocrstream.core.events import (
-    Envelope,
-    ProcessingComplete,
-    ProcessingError,
-    parse_envelope,
-)
+from ocrstream.core.envelope import Envelope, parse_envelope
+from ocrstream.core.events import ProcessingComplete, ProcessingError
 from ocrstream.core.jobs import FileResult, fold_file
 
 if TYPE_CHECKING:

@@ -8,12 +8,12 @@ events, so ``--json`` and the live view agree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 
 from ocrstream.core.events import (
-    Envelope,
     ImageOCRError,
     ImageOCRStart,
     ImageOCRSuccess,
@@ -25,6 +25,9 @@ from ocrstream.core.events import (
     UploadStarted,
 )
 from ocrstream.core.jobs import FileResult, fold_file
+
+if TYPE_CHECKING:
+    from ocrstream.core.envelope import Envelope
 
 __all__ = [
     "EXIT_CONNECTION",

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from ocrstream.core.envelope import Envelope, format_timestamp
 from ocrstream.core.events import (
-    Envelope,
     Event,
     ImageOCRError,
     ImageOCRSuccess,
@@ -25,7 +25,6 @@ from ocrstream.core.events import (
     ProcessingComplete,
     ProcessingError,
     StreamLagged,
-    format_timestamp,
 )
 
 __all__ = ["FileResult", "JobClosedError", "JobRecord", "JobStatus", "fold_file"]

@@ -6,7 +6,7 @@ stream"): lines end in LF, CR or CRLF; a blank line dispatches; lines starting w
 ``:`` are comments; ``data`` lines are joined with LF.
 
 An event is encoded once: :func:`encode_event` makes its ``event:`` and ``data:`` lines
-and keeps them on the envelope (:attr:`~ocrstream.core.events.Envelope.wire`), and each
+and keeps them on the envelope (:attr:`~ocrstream.core.envelope.Envelope.wire`), and each
 stream frames those same bytes with its own ``id:`` line (a job's stream its seq, the
 firehose its ring id; :func:`id_line`).
 """
@@ -17,7 +17,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ocrstream.core.events import Envelope
+    from ocrstream.core.envelope import Envelope
 
 __all__ = [
     "KEEPALIVE",

@@ -11,6 +11,7 @@ and the error handlers. Refusals before a stream starts are RFC 9457 problem doc
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import trio
 from quart import Response, request
@@ -28,9 +29,12 @@ from ocrstream.http.routes import add_routes
 from ocrstream.http.state import OCRStreamApp, ServiceState
 from ocrstream.http.web import web
 from ocrstream.service.memory.broadcast import Broadcaster
-from ocrstream.service.memory.registry import JobRegistry
+from ocrstream.service.memory.registry import JobHandle, JobRegistry
 from ocrstream.service.metrics import Metrics
 from ocrstream.service.ocr import run_ocr_service
+
+if TYPE_CHECKING:
+    from ocrstream.service.backend import EventBroadcast, JobStore
 
 __all__ = ["OCRStreamApp", "ServiceState", "create_app"]
 
@@ -73,12 +77,17 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         lagged=lagged,
         watcher_writes=watcher_writes,
     )
+    registry = JobRegistry(
+        result_ttl=settings.result_ttl,
+        on_publish=(broadcaster.publish, metrics.observe, fanout.published),
+    )
+    # The embedded backend behind the seam the routes and the pipeline use (checked here
+    # by the type checker; a second backend implements the same interfaces).
+    _store: JobStore[JobHandle] = registry
+    _broadcast: EventBroadcast = broadcaster
     state = ServiceState(
         settings=settings,
-        registry=JobRegistry(
-            result_ttl=settings.result_ttl,
-            on_publish=(broadcaster.publish, metrics.observe, fanout.published),
-        ),
+        registry=registry,
         broadcaster=broadcaster,
         metrics=metrics,
         fanout=fanout,

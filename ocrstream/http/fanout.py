@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
     from hypercorn.typing import ASGIReceiveCallable
 
-    from ocrstream.core.events import Envelope
+    from ocrstream.core.envelope import Envelope
     from ocrstream.http.direct import ChunkWriter
     from ocrstream.service.cursor import Cursor
 

@@ -23,7 +23,7 @@ from ocrstream.service.pipeline import JobOptions, run_job
 
 if TYPE_CHECKING:
     from ocrstream.http.state import OCRStreamApp, ServiceState
-    from ocrstream.service.memory.registry import JobHandle
+    from ocrstream.service.backend import Job
     from ocrstream.service.ocr import OCRService
 
 __all__ = ["add_routes"]
@@ -117,7 +117,7 @@ def _ocr_for_request(state: ServiceState) -> OCRService | None:
 
 async def _run_job_counted(
     state: ServiceState,
-    handle: JobHandle,
+    handle: Job,
     body: Any,
     options: JobOptions,
     ocr: OCRService | None,

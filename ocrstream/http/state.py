@@ -29,8 +29,10 @@ class ServiceState:
 
     Attributes:
         settings: the configuration read at start-up.
-        registry: jobs and their histories.
-        broadcaster: the firehose ring of every job's events.
+        registry: jobs and their histories (the embedded backend's
+            :class:`~ocrstream.service.backend.JobStore`).
+        broadcaster: the firehose ring of every job's events (its
+            :class:`~ocrstream.service.backend.EventBroadcast`).
         metrics: the Prometheus metrics.
         fanout: writes the watcher streams' events (runs for the app's lifetime).
         decode_limiter: bounds image-decoding threads across all requests.

@@ -14,13 +14,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from ocrstream.core.events import Envelope, ImageOCRError, ImageOCRSuccess, ImageValidationError
+from ocrstream.core.events import ImageOCRError, ImageOCRSuccess, ImageValidationError
 from ocrstream.service.collector import PAUSE_BUCKETS, TRIGGERS, PauseMonitor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from prometheus_client.metrics_core import Metric
+
+    from ocrstream.core.envelope import Envelope
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 

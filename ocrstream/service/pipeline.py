@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterable
 
     from ocrstream.core.config import Settings
-    from ocrstream.service.memory.registry import JobHandle
+    from ocrstream.service.backend import Job
     from ocrstream.service.ocr import OCRService
 
 __all__ = [
@@ -96,7 +96,7 @@ def intake_limits(settings: Settings) -> IntakeLimits:
 
 
 async def run_job(
-    handle: JobHandle,
+    handle: Job,
     chunks: AsyncIterable[bytes],
     *,
     options: JobOptions,
@@ -165,7 +165,7 @@ async def _drain(chunks: AsyncIterable[bytes], *, max_bytes: int, seconds: float
                 break
 
 
-async def _sequence(handle: JobHandle, receive: trio.MemoryReceiveChannel[Event]) -> None:
+async def _sequence(handle: Job, receive: trio.MemoryReceiveChannel[Event]) -> None:
     """Record events in order, holding per-file ones back until ``upload_started``.
 
     Whatever is already waiting in the channel is recorded in one go, so readers wake

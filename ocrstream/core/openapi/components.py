@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, get_type_hints
 
 from ocrstream.core import events
+from ocrstream.core.envelope import Envelope
 from ocrstream.core.errors import (
     OCR_ERROR_CODES,
     PROCESSING_ERROR_CODES,
@@ -71,7 +72,7 @@ def add_components(builder: SchemaBuilder) -> tuple[dict[str, str], dict[str, st
         }
         error_overrides[cls] = ref(name)
 
-    envelope_hints = get_type_hints(events.Envelope)
+    envelope_hints = get_type_hints(Envelope)
     job_id_type = non_null(builder.schema_of(envelope_hints["job_id"]))
     seq_type = non_null(builder.schema_of(envelope_hints["seq"]))
     job_events: dict[str, str] = {}

@@ -20,7 +20,8 @@ from collections import deque
 from dataclasses import dataclass
 from itertools import islice
 
-from ocrstream.core.events import Envelope, StreamLagged
+from ocrstream.core.envelope import Envelope
+from ocrstream.core.events import StreamLagged
 from ocrstream.core.sse import encode, encode_event, id_line
 from ocrstream.service.cursor import ClosingCursor
 

@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING
 import trio
 import trio.lowlevel
 
-from ocrstream.core.events import Envelope, ErrorInfo, Event, ProcessingError
+from ocrstream.core.events import ErrorInfo, Event, ProcessingError
 from ocrstream.core.jobs import JobRecord
 from ocrstream.core.sse import encode_event, id_line
 from ocrstream.service.cursor import ClosingCursor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    from ocrstream.core.envelope import Envelope
 
 __all__ = ["JobCursor", "JobHandle", "JobRegistry", "RegistryStatistics"]
 
