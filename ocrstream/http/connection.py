@@ -2,7 +2,7 @@
 
 Quart-Trio runs each HTTP request as two tasks in one nursery: one receives ASGI
 messages, one runs the route and sends the response. This module keeps that shape
-and adds three things the service needs:
+and adds what the service needs:
 
 * the request's nursery is exposed as ``request.nursery``, so a route can start the
   request's work in it: when the client disconnects, Quart-Trio cancels that nursery
