@@ -89,7 +89,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stream import BOUNDARY, HOST, _png
 
 from tests.e2e.served import listening_process
-from tests.images import Upload, multipart_body
+from tests.images import Upload, multipart_body, scripted_png
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -114,7 +114,10 @@ ABLATION_P99_RATIO = 1.3
 CLIENT_GC_OFF = True
 ENV = {
     "OCRSTREAM_ADMIN_TOKEN": ADMIN_TOKEN,
-    "OCRSTREAM_OCR_ENGINE": "none",
+    # One fake-engine worker, for the held job (see _hold_upload); the measured uploads
+    # skip OCR (?ocr=false), so they publish the same six events as with OCR off.
+    "OCRSTREAM_OCR_ENGINE": "fake",
+    "OCRSTREAM_OCR_WORKERS": "1",
     "OCRSTREAM_MAX_STREAMS": "20000",
     "OCRSTREAM_KEEPALIVE_INTERVAL": "3600",
     "OCRSTREAM_UPLOAD_TIMEOUT": "3600",
@@ -190,7 +193,7 @@ def _open_streams(port: int) -> int:
 
 def _upload_request(body: bytes) -> bytes:
     head = (
-        f"POST /api/ocr HTTP/1.1\r\nHost: {HOST}\r\n"
+        f"POST /api/ocr?ocr=false HTTP/1.1\r\nHost: {HOST}\r\n"
         f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
@@ -463,18 +466,15 @@ class IdleResult:
 
 
 async def _hold_upload(port: int) -> tuple[trio.socket.SocketType, str]:
-    """Start an upload and never finish its body: a job that stays running."""
-    part = (
-        f"--{BOUNDARY}\r\n"
-        'Content-Disposition: form-data; name="files"; filename="held.png"\r\n'
-        "Content-Type: image/png\r\n\r\n"
-    ).encode()
+    """A job that stays running: its one file's OCR sleeps for an hour in the fake engine
+    (the upload's head, with its Location, comes once the body is in)."""
+    body = multipart_body([Upload(scripted_png("SLEEP:3600"), "held.png", "image/png")], BOUNDARY)
     head = (
         f"POST /api/ocr HTTP/1.1\r\nHost: {HOST}\r\n"
         f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-        f"Content-Length: {1_000_000}\r\n\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
-    sock, response_head, _ = await _connect(port, head + part + _png()[:20])
+    sock, response_head, _ = await _connect(port, head + body)
     for line in response_head.split(b"\r\n"):
         if line.lower().startswith(b"location:"):
             return sock, line.split(b"/api/ocr/", 1)[1].strip().decode()
