@@ -138,6 +138,12 @@ class _PauseCollector(Collector):
             "the longest pause of the cyclic garbage collector since the server started",
             labels=["trigger"],
         )
+        longest_cpu = GaugeMetricFamily(
+            "ocrstream_gc_longest_pause_cpu_seconds",
+            "the longest pause of the cyclic garbage collector in CPU time (its own work; "
+            "the wall clock also counts time the OS gave the core to other processes)",
+            labels=["trigger"],
+        )
         for index, trigger in enumerate(TRIGGERS):
             for generation, counts in enumerate(monitor.buckets[index]):
                 cumulative, running = [], 0
@@ -148,8 +154,10 @@ class _PauseCollector(Collector):
                     [str(generation), trigger], cumulative, monitor.total[index][generation]
                 )
             longest.add_metric([trigger], monitor.longest[index])
+            longest_cpu.add_metric([trigger], monitor.longest_cpu[index])
         yield pauses
         yield longest
+        yield longest_cpu
         yield CounterMetricFamily(
             "ocrstream_gc_collected_objects",
             "objects the cyclic garbage collector found in unreachable cycles and freed",
