@@ -86,6 +86,8 @@ class Metrics:
         self.events = Counter(
             "ocrstream_events", "events published, by type", ["type"], registry=self.registry
         )
+        # Each type's child, looked up once: labels() validates and locks on every call.
+        self._events_by_type: dict[str, Counter] = {}
         self.validation_errors = Counter(
             "ocrstream_validation_errors",
             "files refused, by code",
@@ -105,7 +107,10 @@ class Metrics:
     def observe(self, envelope: Envelope) -> None:
         """Count one published event."""
         event = envelope.event
-        self.events.labels(type=event.type).inc()
+        counter = self._events_by_type.get(event.type)
+        if counter is None:
+            counter = self._events_by_type[event.type] = self.events.labels(type=event.type)
+        counter.inc()
         if isinstance(event, ImageValidationError):
             self.validation_errors.labels(code=event.error.code).inc()
         elif isinstance(event, ImageOCRError):
