@@ -29,20 +29,24 @@ longest seen so far, preloads included, by the wall clock (what every stream wai
 and in the collecting thread's CPU time (the collector's own work: on a machine shared
 with other work, the wall clock also counts time the OS ran something else). Those
 are the pauses that start in the middle of work; ocrstream's scheduled quiet-time full
-collections are reported apart. At the 10,000-job point two more measurements, each server
-in turn:
+collections are reported apart. Fresh and at the 10,000-job point, each server in
+turn:
 
 3. fan-out: 1,000 firehose readers (``GET /api/events``) while 17 one-file jobs are
    uploaded 300 ms apart (bench_fanout.py's phase 1, its client, its baseline
    broadcast): latency p50/p99 from publish to receipt;
+
+and at the 10,000-job point:
+
 4. the collector under a big heap: 5,000 idle watcher streams held open (ocrstream: on
    a held upload's job; baseline: its broadcast) while IDLE_JOBS (3,000) jobs run as
    in 1: the longest pause in that window (a round of 400 jobs may see no full
    collection at all).
 
 Usage: ``python benchmarks/bench_upload.py [--rounds 5] [--preload 10000,100000]``
-(or ``nox -s bench -- benchmarks/bench_upload.py``). Loopback only; every wait is
-bounded, the servers are stopped (SIGTERM, then SIGKILL) when it ends.
+(or ``nox -s bench -- benchmarks/bench_upload.py``): about 10 minutes on 2 cores, 7 of
+them the preload to 100,000 jobs (``--preload 10000``: about 3). Loopback only; every
+wait is bounded, the servers are stopped (SIGTERM, then SIGKILL) when it ends.
 """
 
 from __future__ import annotations
@@ -543,6 +547,8 @@ def main() -> None:
             _first_events(server, large, 5)
             server.jobs_done = 55 + 5
         _phase(servers, "fresh", arguments.rounds, small, large)
+        for server in servers:
+            _fan_out(server, "fresh")
         for total, label in zip(preloads, labels[1:], strict=True):
             # Both at once, each from its own clients: a server uses one core for
             # Python, and this machine has two, so the preload takes half as long.
@@ -551,12 +557,22 @@ def main() -> None:
             _phase(servers, label, arguments.rounds, small, large)
             if total == 10_000:
                 for server in servers:
-                    _at_ten_thousand(server, small)
+                    _fan_out(server, label)
+                    _idle_streams(server, label, small)
     _report(servers, labels)
+    print("\nfan-out: 1,000 firehose readers, 17 one-file jobs 300 ms apart")
+    for server in servers:
+        figures = [
+            f"{label} p50 {_ms(server.results[label].fanout_p50)} "
+            f"p99 {_ms(server.results[label].fanout_p99)}"
+            for label in labels
+            if server.results[label].fanout_p99 is not None
+        ]
+        print(f"   {server.name:<18} " + ";  ".join(figures))
     if any(total == 10_000 for total in preloads):
         print(
-            "\nat 10k jobs: fan-out (1,000 firehose readers, 17 one-file jobs 300 ms apart) and "
-            f"the collector with {IDLE_STREAMS} idle streams open while {IDLE_JOBS} jobs run"
+            f"\nat 10k jobs: the collector with {IDLE_STREAMS} idle streams open while "
+            f"{IDLE_JOBS} jobs run"
         )
         for server in servers:
             phase = server.results["10k"]
@@ -565,16 +581,14 @@ def main() -> None:
                 exact += f", the longest so far in CPU time {_ms(phase.idle_gc_cpu)}"
             rate, cpu = phase.idle_figures
             print(
-                f"   {server.name:<18} fan-out p50 {_ms(phase.fanout_p50)}  p99 "
-                f"{_ms(phase.fanout_p99)}\n   {'':<18} {phase.idle_streams} streams open, "
-                f"{IDLE_JOBS} jobs: {rate:.0f} jobs/s, {cpu:.2f} ms CPU/job, longest GC pause "
-                f"{_bucket(phase.idle_gc_bucket)}{exact}"
+                f"   {server.name:<18} {phase.idle_streams} streams open: {rate:.0f} jobs/s, "
+                f"{cpu:.2f} ms CPU/job, longest GC pause {_bucket(phase.idle_gc_bucket)}{exact}"
             )
     print(f"\n(ran {time.perf_counter() - began:.0f} s)")
 
 
-def _at_ten_thousand(server: Server, small: bytes) -> None:
-    phase = server.results["10k"]
+def _fan_out(server: Server, label: str) -> None:
+    phase = server.results[label]
     ocrstream_target, naive_target = _targets()
     target = naive_target if server.naive else ocrstream_target
     result = trio.run(_fanout, server.port, server.pid, target)
@@ -582,6 +596,10 @@ def _at_ten_thousand(server: Server, small: bytes) -> None:
     if len(result.latencies) >= 2:
         phase.fanout_p50 = _pct(result.latencies, 50)
         phase.fanout_p99 = _pct(result.latencies, 99)
+
+
+def _idle_streams(server: Server, label: str, small: bytes) -> None:
+    phase = server.results[label]
     opened, before, after, phase.idle_figures = trio.run(_idle_round, server, small)
     phase.idle_streams = opened
     phase.idle_gc_bucket = after.worst_bucket_since(before)
