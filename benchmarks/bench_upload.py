@@ -24,21 +24,29 @@ rounds, the two servers' order alternating, each round measuring:
 
 The longest pause of each server's cyclic garbage collector is read after each phase
 (ocrstream: ``/metrics``; baseline: ``/gc``; both time collections with
-``gc.callbacks``): the longest seen so far (exact), and the largest histogram bucket
-with a pause in the phase. At the 10,000-job point two more measurements, each server
-in turn:
+``gc.callbacks``): the largest histogram bucket with a pause in the phase, and the
+longest seen so far, preloads included, by the wall clock (what every stream waited)
+and in the collecting thread's CPU time (the collector's own work: on a machine shared
+with other work, the wall clock also counts time the OS ran something else). Those
+are the pauses that start in the middle of work; ocrstream's scheduled quiet-time full
+collections are reported apart. Fresh and at the 10,000-job point, each server in
+turn:
 
 3. fan-out: 1,000 firehose readers (``GET /api/events``) while 17 one-file jobs are
    uploaded 300 ms apart (bench_fanout.py's phase 1, its client, its baseline
    broadcast): latency p50/p99 from publish to receipt;
+
+and at the 10,000-job point:
+
 4. the collector under a big heap: 5,000 idle watcher streams held open (ocrstream: on
    a held upload's job; baseline: its broadcast) while IDLE_JOBS (3,000) jobs run as
    in 1: the longest pause in that window (a round of 400 jobs may see no full
    collection at all).
 
 Usage: ``python benchmarks/bench_upload.py [--rounds 5] [--preload 10000,100000]``
-(or ``nox -s bench -- benchmarks/bench_upload.py``). Loopback only; every wait is
-bounded, the servers are stopped (SIGTERM, then SIGKILL) when it ends.
+(or ``nox -s bench -- benchmarks/bench_upload.py``): about 10 minutes on 2 cores, 7 of
+them the preload to 100,000 jobs (``--preload 10000``: about 3). Loopback only; every
+wait is bounded, the servers are stopped (SIGTERM, then SIGKILL) when it ends.
 """
 
 from __future__ import annotations
@@ -115,12 +123,14 @@ class Phase:
     cpu_ms: list[float] = field(default_factory=list)
     first_event: list[float] = field(default_factory=list)
     longest_gc: float = 0.0
+    longest_gc_cpu: float = 0.0
     scheduled_gc: float = 0.0
     phase_gc_bucket: float | None = None
     fanout_p50: float | None = None
     fanout_p99: float | None = None
     idle_gc_bucket: float | None = None
     idle_gc_exact: float | None = None  # when the window's longest is the longest so far
+    idle_gc_cpu: float | None = None  # the same, in CPU time
     idle_streams: int = 0
     idle_figures: tuple[float, float] = (0.0, 0.0)
 
@@ -315,6 +325,7 @@ class Pauses:
     quiet-time collections (none for the baseline)."""
 
     longest: float
+    longest_cpu: float
     buckets: tuple[int, ...]
     scheduled_longest: float = 0.0
 
@@ -336,22 +347,25 @@ def _labels(text: str) -> dict[str, str]:
 def _pauses(server: Server) -> Pauses:
     if server.naive:
         document = json.loads(_http_get(server.port, "/gc"))
-        return Pauses(document["longest"], tuple(document["buckets"]))
+        return Pauses(document["longest"], document["longest_cpu"], tuple(document["buckets"]))
     cumulative = [0] * (len(PAUSE_BUCKETS) + 1)
     longest = {"allocation": 0.0, "scheduled": 0.0}
+    longest_cpu = 0.0
     bounds = [repr(bound) for bound in PAUSE_BUCKETS] + ["+Inf"]
     for line in _http_get(server.port, "/metrics").decode().splitlines():
         name, _, rest = line.partition("{")
-        if name not in {"ocrstream_gc_longest_pause_seconds", "ocrstream_gc_pause_seconds_bucket"}:
-            continue
         labels_text, _, value = rest.partition("} ")
-        labels = _labels(labels_text)
         if name == "ocrstream_gc_longest_pause_seconds":
-            longest[labels["trigger"]] = float(value)
-        elif labels["trigger"] == "allocation":
-            cumulative[bounds.index(labels["le"])] += int(float(value))
+            longest[_labels(labels_text)["trigger"]] = float(value)
+        elif name == "ocrstream_gc_longest_pause_cpu_seconds":
+            if _labels(labels_text)["trigger"] == "allocation":
+                longest_cpu = float(value)
+        elif name == "ocrstream_gc_pause_seconds_bucket":
+            labels = _labels(labels_text)
+            if labels["trigger"] == "allocation":
+                cumulative[bounds.index(labels["le"])] += int(float(value))
     counts = [cumulative[0]] + [b - a for a, b in itertools.pairwise(cumulative)]
-    return Pauses(longest["allocation"], tuple(counts), longest["scheduled"])
+    return Pauses(longest["allocation"], longest_cpu, tuple(counts), longest["scheduled"])
 
 
 async def _idle_round(
@@ -457,6 +471,7 @@ def _phase(servers: list[Server], label: str, rounds: int, small: bytes, large: 
         now = _pauses(server)
         phase = server.results[label]
         phase.longest_gc = now.longest
+        phase.longest_gc_cpu = now.longest_cpu
         phase.scheduled_gc = now.scheduled_longest
         phase.phase_gc_bucket = now.worst_bucket_since(before[server.name])
 
@@ -465,7 +480,7 @@ def _report(servers: list[Server], labels: list[str]) -> None:
     ours, naive = servers
     print()
     header = f"{'phase':>8} {'server':<18} {'jobs/s':>8} {'CPU ms/job':>10} "
-    header += f"{'1st event p50':>13} {'p99':>8} {'GC longest so far':>18} {'GC in phase':>12}"
+    header += f"{'1st event p50':>13} {'p99':>8} {'GC in phase':>12} {'GC longest so far':>22}"
     print(header)
     for label in labels:
         for server in servers:
@@ -475,8 +490,8 @@ def _report(servers: list[Server], labels: list[str]) -> None:
             print(
                 f"{label:>8} {server.name:<18} {statistics.median(phase.rates):8.0f} "
                 f"{statistics.median(phase.cpu_ms):10.2f} {p50 * 1000:10.2f} ms "
-                f"{p99 * 1000:5.2f} ms {_ms(phase.longest_gc):>18} "
-                f"{_bucket(phase.phase_gc_bucket):>12}"
+                f"{p99 * 1000:5.2f} ms {_bucket(phase.phase_gc_bucket):>12} "
+                f"{_ms(phase.longest_gc):>9} (CPU {_ms(phase.longest_gc_cpu)})"
             )
     scheduled = [ours.results[label].scheduled_gc for label in labels]
     print(
@@ -532,6 +547,8 @@ def main() -> None:
             _first_events(server, large, 5)
             server.jobs_done = 55 + 5
         _phase(servers, "fresh", arguments.rounds, small, large)
+        for server in servers:
+            _fan_out(server, "fresh")
         for total, label in zip(preloads, labels[1:], strict=True):
             # Both at once, each from its own clients: a server uses one core for
             # Python, and this machine has two, so the preload takes half as long.
@@ -540,28 +557,38 @@ def main() -> None:
             _phase(servers, label, arguments.rounds, small, large)
             if total == 10_000:
                 for server in servers:
-                    _at_ten_thousand(server, small)
+                    _fan_out(server, label)
+                    _idle_streams(server, label, small)
     _report(servers, labels)
+    print("\nfan-out: 1,000 firehose readers, 17 one-file jobs 300 ms apart")
+    for server in servers:
+        figures = [
+            f"{label} p50 {_ms(server.results[label].fanout_p50)} "
+            f"p99 {_ms(server.results[label].fanout_p99)}"
+            for label in labels
+            if server.results[label].fanout_p99 is not None
+        ]
+        print(f"   {server.name:<18} " + ";  ".join(figures))
     if any(total == 10_000 for total in preloads):
         print(
-            "\nat 10k jobs: fan-out (1,000 firehose readers, 17 one-file jobs 300 ms apart) and "
-            f"the collector with {IDLE_STREAMS} idle streams open while {IDLE_JOBS} jobs run"
+            f"\nat 10k jobs: the collector with {IDLE_STREAMS} idle streams open while "
+            f"{IDLE_JOBS} jobs run"
         )
         for server in servers:
             phase = server.results["10k"]
             exact = "" if phase.idle_gc_exact is None else f" ({_ms(phase.idle_gc_exact)})"
+            if phase.idle_gc_cpu is not None:
+                exact += f", the longest so far in CPU time {_ms(phase.idle_gc_cpu)}"
             rate, cpu = phase.idle_figures
             print(
-                f"   {server.name:<18} fan-out p50 {_ms(phase.fanout_p50)}  p99 "
-                f"{_ms(phase.fanout_p99)}\n   {'':<18} {phase.idle_streams} streams open, "
-                f"{IDLE_JOBS} jobs: {rate:.0f} jobs/s, {cpu:.2f} ms CPU/job, longest GC pause "
-                f"{_bucket(phase.idle_gc_bucket)}{exact}"
+                f"   {server.name:<18} {phase.idle_streams} streams open: {rate:.0f} jobs/s, "
+                f"{cpu:.2f} ms CPU/job, longest GC pause {_bucket(phase.idle_gc_bucket)}{exact}"
             )
     print(f"\n(ran {time.perf_counter() - began:.0f} s)")
 
 
-def _at_ten_thousand(server: Server, small: bytes) -> None:
-    phase = server.results["10k"]
+def _fan_out(server: Server, label: str) -> None:
+    phase = server.results[label]
     ocrstream_target, _ablation, naive_target = _targets()
     target = naive_target if server.naive else ocrstream_target
     result = trio.run(_fanout, server.port, server.pid, target)
@@ -569,11 +596,17 @@ def _at_ten_thousand(server: Server, small: bytes) -> None:
     if len(result.latencies) >= 2:
         phase.fanout_p50 = _pct(result.latencies, 50)
         phase.fanout_p99 = _pct(result.latencies, 99)
+
+
+def _idle_streams(server: Server, label: str, small: bytes) -> None:
+    phase = server.results[label]
     opened, before, after, phase.idle_figures = trio.run(_idle_round, server, small)
     phase.idle_streams = opened
     phase.idle_gc_bucket = after.worst_bucket_since(before)
     if after.longest > before.longest:
         phase.idle_gc_exact = after.longest
+    if after.longest_cpu > before.longest_cpu:
+        phase.idle_gc_cpu = after.longest_cpu
 
 
 if __name__ == "__main__":

@@ -90,10 +90,12 @@ def test_pauses_are_counted_by_generation_and_trigger() -> None:
     assert sum(monitor.buckets[allocation][0]) == 1
     assert sum(monitor.buckets[scheduled][2]) == 1
     assert monitor.longest[scheduled] > 0
+    assert 0 < monitor.longest_cpu[scheduled] <= monitor.longest[scheduled] * 1.5
     text = Metrics(
         open_streams=lambda: 0, running_jobs=lambda: 0, lagged=lambda: (0, 0), gc_pauses=monitor
     ).render()
     assert b'ocrstream_gc_pause_seconds_count{generation="2",trigger="scheduled"} 1.0' in text
     assert b'ocrstream_gc_pause_seconds_count{generation="0",trigger="allocation"} 1.0' in text
     assert b'ocrstream_gc_longest_pause_seconds{trigger="scheduled"}' in text
+    assert b'ocrstream_gc_longest_pause_cpu_seconds{trigger="allocation"}' in text
     assert b"ocrstream_gc_collected_objects_total" in text

@@ -109,7 +109,11 @@ class PauseMonitor:
         buckets: ``buckets[trigger][generation][i]`` pauses no longer than
             ``PAUSE_BUCKETS[i]`` (not cumulative; the last slot counts the longer ones).
         total: seconds spent collecting, ``total[trigger][generation]``.
-        longest: the longest pause seen (seconds) per trigger, of any generation.
+        longest: the longest pause seen (seconds, wall clock) per trigger, of any
+            generation: what every stream waited.
+        longest_cpu: the longest pause per trigger in the collecting thread's CPU time:
+            the collector's own work (on a busy machine the wall clock also counts the
+            time the OS gave the process's core to others meanwhile).
         collected: objects found unreachable and freed by the collector.
     """
 
@@ -117,16 +121,20 @@ class PauseMonitor:
         self.buckets = [[[0] * (len(PAUSE_BUCKETS) + 1) for _ in range(3)] for _ in TRIGGERS]
         self.total = [[0.0, 0.0, 0.0] for _ in TRIGGERS]
         self.longest = [0.0 for _ in TRIGGERS]
+        self.longest_cpu = [0.0 for _ in TRIGGERS]
         self.collected = 0
         self._trigger = 0
         self._started = 0.0
+        self._started_cpu = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         """The ``gc.callbacks`` hook."""
         if phase == "start":
             self._started = time.perf_counter()
+            self._started_cpu = time.thread_time()
             return
         pause = time.perf_counter() - self._started
+        cpu = time.thread_time() - self._started_cpu
         generation = info["generation"]
         trigger = self._trigger
         slot = 0
@@ -137,6 +145,8 @@ class PauseMonitor:
         self.collected += info["collected"]
         if pause > self.longest[trigger]:
             self.longest[trigger] = pause
+        if cpu > self.longest_cpu[trigger]:
+            self.longest_cpu[trigger] = cpu
 
     def collect(self) -> int:
         """A full collection, counted as ``scheduled``: the objects it freed."""

@@ -88,6 +88,8 @@ class Metrics:
         self.events = Counter(
             "ocrstream_events", "events published, by type", ["type"], registry=self.registry
         )
+        # Each type's child, looked up once: labels() validates and locks on every call.
+        self._events_by_type: dict[str, Counter] = {}
         self.validation_errors = Counter(
             "ocrstream_validation_errors",
             "files refused, by code",
@@ -107,7 +109,10 @@ class Metrics:
     def observe(self, envelope: Envelope) -> None:
         """Count one published event."""
         event = envelope.event
-        self.events.labels(type=event.type).inc()
+        counter = self._events_by_type.get(event.type)
+        if counter is None:
+            counter = self._events_by_type[event.type] = self.events.labels(type=event.type)
+        counter.inc()
         if isinstance(event, ImageValidationError):
             self.validation_errors.labels(code=event.error.code).inc()
         elif isinstance(event, ImageOCRError):
@@ -140,6 +145,12 @@ class _PauseCollector(Collector):
             "the longest pause of the cyclic garbage collector since the server started",
             labels=["trigger"],
         )
+        longest_cpu = GaugeMetricFamily(
+            "ocrstream_gc_longest_pause_cpu_seconds",
+            "the longest pause of the cyclic garbage collector in CPU time (its own work; "
+            "the wall clock also counts time the OS gave the core to other processes)",
+            labels=["trigger"],
+        )
         for index, trigger in enumerate(TRIGGERS):
             for generation, counts in enumerate(monitor.buckets[index]):
                 cumulative, running = [], 0
@@ -150,8 +161,10 @@ class _PauseCollector(Collector):
                     [str(generation), trigger], cumulative, monitor.total[index][generation]
                 )
             longest.add_metric([trigger], monitor.longest[index])
+            longest_cpu.add_metric([trigger], monitor.longest_cpu[index])
         yield pauses
         yield longest
+        yield longest_cpu
         yield CounterMetricFamily(
             "ocrstream_gc_collected_objects",
             "objects the cyclic garbage collector found in unreachable cycles and freed",
