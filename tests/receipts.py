@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from ocrstream.engines.base import PageLine, PageText, normalise_spaces
+from ocrstream.engines.base import PageLine, PageText, join_lines, normalise_spaces
 from tests.invoices import exact_lines
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ __all__ = [
     "digit_dot_splits",
     "draw_rows",
     "fonts_available",
+    "raw_read",
     "receipt_set",
     "render_receipt",
     "score",
@@ -446,6 +447,47 @@ def receipt_set(count: int, *, seed: int = 11, kinds: Sequence[Kind] = KINDS) ->
         render_receipt(kinds[index % len(kinds)], rng, table=index % 3 == 2)
         for index in range(count)
     ]
+
+
+# -- the raw engines ----------------------------------------------------------------
+
+_RAW_RAPIDOCR: list[object] = []
+
+
+def raw_read(engine: str, image: Image.Image) -> PageText:
+    """What ``engine`` reads on ``image`` by itself, without what ocrstream adds.
+
+    ``rapidocr``: the library as it ships (its 2000-pixel page limit, no space
+    recovery), its boxes through the adapter's line assembly so that lines compare;
+    ``tesseract``: the program as the service ran it before issue 11 (``--psm 4``; its
+    own default, 3, reads receipts worse still), on the image as it is (no cropping,
+    levels stretch or enlarging).
+    """
+    import numpy as np
+
+    width, height = image.size
+    if engine == "rapidocr":
+        from ocrstream.engines.rapidocr import adapter
+
+        if not _RAW_RAPIDOCR:
+            from rapidocr_onnxruntime import RapidOCR  # type: ignore[import-untyped]
+
+            _RAW_RAPIDOCR.append(RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1))
+        rgb = adapter._pad_to_ratio(adapter._to_rgb(image))
+        bgr = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[:, :, ::-1])
+        result, _elapsed = _RAW_RAPIDOCR[0](bgr)  # type: ignore[operator]
+        lines = [
+            line
+            for row in result or ()
+            if (line := adapter._page_line(row, width=width, height=height)) is not None
+        ]
+        return join_lines(adapter._merge_split_lines(lines))
+    from ocrstream.engines import tesseract
+
+    tesseract.load()
+    tsv = tesseract._run(tesseract._loaded_binary(), tesseract._png_bytes(image), psm=4)
+    found = tesseract._parse_tsv(tsv, width, height)
+    return join_lines(found) if found else PageText(text="", lines=())
 
 
 # -- scoring -------------------------------------------------------------------------
