@@ -4,6 +4,7 @@ import pytest
 
 from ocrstream.core.config import MIB, load_settings
 from ocrstream.core.errors import ConfigError
+from ocrstream.engines.base import DEFAULT_MAX_SIDE
 
 
 def test_defaults_match_the_spec() -> None:
@@ -23,6 +24,7 @@ def test_defaults_match_the_spec() -> None:
     assert settings.upload_deadline == 300
     assert settings.ocr_engine == "rapidocr"
     assert settings.ocr_timeout == 120
+    assert settings.ocr_max_side == DEFAULT_MAX_SIDE == 2000
     assert settings.result_ttl == 600
     assert settings.api_token is None
     assert settings.admin_token is None
@@ -59,6 +61,7 @@ def test_explicit_request_size_wins() -> None:
         ("OCRSTREAM_ALLOWED_FORMATS", "PNG,PDF"),
         ("OCRSTREAM_OCR_ENGINE", "magic"),
         ("OCRSTREAM_UPLOAD_TIMEOUT", "-1"),
+        ("OCRSTREAM_OCR_MAX_SIDE", "100"),
     ],
 )
 def test_a_bad_value_names_its_variable_in_one_line(variable: str, value: str) -> None:

@@ -192,7 +192,7 @@ CROP = _line_crop([(7, 17), (23, 33), (39, 49), (79, 89), (95, 105)])
         ({}, "aabab"),  # a wide gap alone is not a space
         ({7: 0.001}, "aab ab"),  # a wide gap and a little space probability are
         ({2: 0.001, 7: 0.001}, "aab ab"),  # a little probability in a usual gap is not
-        ({2: 0.2, 7: 0.001}, "a ab ab"),  # a fair probability is, whatever the gap
+        ({2: 0.2, 7: 0.001}, "aab ab"),  # nor a fair one (letter-spaced print has them)
     ],
 )
 def test_respace(space: dict[int, float], expected: str) -> None:
@@ -203,3 +203,142 @@ def test_respace(space: dict[int, float], expected: str) -> None:
 def test_respace_keeps_text_when_decoding_differs() -> None:
     probs = _probabilities(FRAMES, {7: 0.5})
     assert spacing.respace(probs, CROP, 128 / 48, "different", CLASSES) == "different"
+
+
+# -- the spacing rule on crafted lines ------------------------------------------------
+
+LINE_CLASSES = ["blank", *"0123456789.,:-/%ABDEGIJKLMNOPRSTUX", " "]
+FRAME_COLUMNS = 4
+
+
+def _crafted(
+    layout: list[tuple[str, int, int, float]],
+) -> tuple[NDArray[np.float32], NDArray[np.float32], float, str]:
+    """A recogniser line from ``(char, ink width, blank after it, space probability
+    after it)`` per character: its probabilities, crop, width/height ratio and text.
+
+    Each character is one frame at the centre of its ink; the space probability sits
+    in the frame halfway to the next character.
+    """
+    x = 6
+    placed = []
+    for char, width, gap, p_space in layout:
+        placed.append((char, x, x + width, p_space))
+        x += width + gap
+    columns = x + 6
+    frames = columns // FRAME_COLUMNS + 1
+    crop = np.ones((3, 48, frames * FRAME_COLUMNS), dtype=np.float32)
+    probs = np.zeros((frames, len(LINE_CLASSES)), dtype=np.float32)
+    probs[:, 0] = 1.0
+    centres = []
+    for char, start, end, _p in placed:
+        crop[:, 12:36, start:end] = -1.0
+        frame = ((start + end) // 2) // FRAME_COLUMNS
+        centres.append(frame)
+        probs[frame] = 0.0
+        probs[frame, LINE_CLASSES.index(char)] = 1.0
+    for (_char, _start, _end, p_space), left, right in zip(
+        placed, centres, centres[1:], strict=False
+    ):
+        middle = (left + right) // 2
+        probs[middle, 0], probs[middle, -1] = 1.0 - p_space, p_space
+    text = "".join(char for char, *_ in layout)
+    return probs, crop, columns / 48, text
+
+
+def _respaced(layout: list[tuple[str, int, int, float]]) -> str:
+    probs, crop, ratio, text = _crafted(layout)
+    return spacing.respace(probs, crop, ratio, text, LINE_CLASSES)
+
+
+def _word(
+    text: str, *, width: int = 10, gap: int = 4, p_space: float = 1e-5
+) -> list[tuple[str, int, int, float]]:
+    return [(char, width, gap, p_space) for char in text]
+
+
+def _spaced(
+    *parts: list[tuple[str, int, int, float]], gap: int, p_space: float
+) -> list[tuple[str, int, int, float]]:
+    """The parts one after the other, each part's last character followed by ``gap``
+    blank columns and space probability ``p_space``."""
+    joined: list[tuple[str, int, int, float]] = []
+    for part in parts:
+        if joined:
+            char, width, _gap, _p = joined[-1]
+            joined[-1] = (char, width, gap, p_space)
+        joined.extend(part)
+    return joined
+
+
+def test_crafted_words_get_their_space() -> None:
+    line = _spaced(_word("TOTAL"), _word("DUE"), gap=22, p_space=0.01)
+    assert _respaced(line) == "TOTAL DUE"
+
+
+@pytest.mark.parametrize("amount", ["73.00", "1,234.56", "4.00", "14/03/2026", "13:45:09"])
+def test_an_amount_date_or_time_is_never_cut(amount: str) -> None:
+    # A likely space by the model at every boundary, and beside each separator a blank
+    # wider than any the line has between letters: still one number ("RM73. 00" no more).
+    number = [
+        (char, 10, 24 if char in ".,:/" or following in ".,:/" else 6, 0.4)
+        for char, following in zip(amount, [*amount[1:], ""], strict=True)
+    ]
+    line = _spaced(_word("TOTAL", gap=6), number, gap=40, p_space=0.4)
+    assert _respaced(line) == f"TOTAL {amount}"
+
+
+def test_a_run_of_digits_is_not_cut() -> None:
+    # A likely space by the model and a blank a word space would leave in the middle
+    # of a long number (a tabular "1" leaves such blanks): the digits stay together.
+    line = _spaced(_word("2026"), _word("1234"), gap=18, p_space=0.4)
+    assert _respaced(line) == "20261234"
+
+
+def test_a_date_and_then_a_time_are_two() -> None:
+    line = _spaced(_word("2026-03-14"), _word("13:45"), gap=22, p_space=0.01)
+    assert _respaced(line) == "2026-03-14 13:45"
+
+
+def test_amounts_side_by_side_are_two() -> None:
+    line = _spaced(_word("2"), _word("X"), _word("4.00"), _word("8.00"), gap=22, p_space=0.01)
+    assert _respaced(line) == "2 X 4.00 8.00"
+
+
+def test_a_letter_spaced_word_stays_whole() -> None:
+    # Tracked print: wide gaps throughout and, as RapidOCR gives it there, a fair space
+    # probability between letters; the narrow "I" and "L" leave wider blanks.
+    letters = [
+        (char, 4 if char in "IL" else 12, 20 if char in "IL" else 14, 0.3) for char in "SOLARIS"
+    ]
+    assert _respaced(letters) == "SOLARIS"
+
+
+def test_letter_spaced_words_are_still_two() -> None:
+    first = [(char, 12, 14, 0.3) for char in "PARK"]
+    second = [(char, 12, 14, 0.3) for char in "LANE"]
+    assert _respaced(_spaced(first, second, gap=44, p_space=0.3)) == "PARK LANE"
+
+
+def test_weak_evidence_leaves_the_raw_text() -> None:
+    # A wide gap the model gives no chance of being a space: the raw text stands.
+    line = _spaced(_word("PARK"), _word("ING"), gap=40, p_space=1e-6)
+    assert _respaced(line) == "PARKING"
+
+
+@pytest.mark.parametrize(
+    ("text", "index", "expected"),
+    [
+        ("73.00", 2, "separator"),
+        ("73.00", 3, "separator"),
+        ("1,234.56", 3, "digits"),
+        ("6%", 1, "separator"),
+        ("2026-03-1413:45", 10, "figures"),
+        ("4.0012.50", 4, "figures"),
+        ("4.0012.50", 5, "digits"),
+        ("RM4", 2, None),
+        ("A.B", 1, None),
+    ],
+)
+def test_number_boundary(text: str, index: int, expected: str | None) -> None:
+    assert spacing.number_boundary(text, index) == expected

@@ -68,6 +68,17 @@ class Settings(BaseSettings):  # type: ignore[explicit-any]  # pydantic's base i
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="OCR worker processes"
     )
     ocr_timeout: float = Field(120.0, gt=0, description="seconds one image may spend in OCR")
+    ocr_max_side: int = Field(
+        2000,
+        ge=256,
+        le=20000,
+        description=(
+            "pixels: a page with a longer side is cut to its printed area, and RapidOCR's"
+            " detector works on it scaled to this long side while lines are read at full"
+            " resolution (small print on big scans stays legible; detector time grows with"
+            " the square of this)"
+        ),
+    )
     ocr_max_tasks_per_worker: int = Field(
         500, ge=1, description="images a worker recognises before it is replaced (engine leaks)"
     )

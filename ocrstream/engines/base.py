@@ -5,7 +5,9 @@ thread): image bytes in, a :class:`PageText` out. Each engine module exposes::
 
     NAME: str                                   # "rapidocr", "tesseract", "fake"
     def check_available() -> None               # raises EngineUnavailable with a clear message
-    def load() -> None                          # load the model once per worker process
+    def load(options: EngineOptions | None = None) -> None
+                                                # load the model once per worker process;
+                                                # options (None: the defaults) hold from then on
     def recognize(image: Image.Image) -> PageText
 
 ``recognize`` gets an RGB(A)/L image already decoded and turned upright per its EXIF
@@ -21,9 +23,39 @@ from dataclasses import dataclass
 # Raised by every engine's check_available(); it is part of the one error tree.
 from ocrstream.core.errors import EngineUnavailable
 
-__all__ = ["EngineUnavailable", "PageLine", "PageText", "join_lines", "normalise_spaces"]
+__all__ = [
+    "DEFAULT_MAX_SIDE",
+    "EngineOptions",
+    "EngineUnavailable",
+    "PageLine",
+    "PageText",
+    "join_lines",
+    "mend_numbers",
+    "normalise_spaces",
+]
 
 _SPACES = re.compile(r"\s+")
+# A separator cut off from its digits by a space, where the digits after it make an
+# amount's decimals (".00"), a thousands group (",826") or a time's minutes (":38").
+_CUT_NUMBER = re.compile(
+    r"(?<=\d)(?: ([.:]) ?| ?([.:]) )(?=\d{2}(?!\d))|(?<=\d)(?: (,) ?| ?(,) )(?=\d{3}(?!\d))"
+)
+
+#: OCR_MAX_SIDE's default: RapidOCR's own working size, in pixels.
+DEFAULT_MAX_SIDE = 2000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineOptions:
+    """What the settings tell an engine.
+
+    Attributes:
+        max_side: OCR_MAX_SIDE, pixels: a page whose long side is longer is cut to its
+            printed area first; RapidOCR's detector then works on it scaled to this
+            long side and reads the lines at full resolution.
+    """
+
+    max_side: int = DEFAULT_MAX_SIDE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +78,18 @@ class PageText:
 def normalise_spaces(text: str) -> str:
     """Fold runs of whitespace to one space and strip the ends."""
     return _SPACES.sub(" ", text).strip()
+
+
+def mend_numbers(text: str) -> str:
+    """Take out the spaces an engine put inside a number ("RM324 .37", "7 ,826.70",
+    "15 :38" become "RM324.37", "7,826.70", "15:38").
+
+    Only where the separator has a digit before it and, after it, exactly the digits of
+    an amount's decimals or minutes (two) or of a thousands group (three, after a
+    comma): a list number and a word ("1. 25 PCS") would be joined too, which on
+    receipts is far rarer than a cut amount.
+    """
+    return _CUT_NUMBER.sub(lambda match: next(group for group in match.groups() if group), text)
 
 
 def join_lines(lines: list[PageLine]) -> PageText:

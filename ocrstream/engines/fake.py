@@ -23,6 +23,8 @@ from ocrstream.engines.base import PageLine, PageText, join_lines
 if TYPE_CHECKING:
     from PIL import Image
 
+    from ocrstream.engines.base import EngineOptions
+
 __all__ = ["NAME", "TEXT_KEY", "FakeEngineError", "check_available", "load", "recognize"]
 
 NAME = "fake"
@@ -41,8 +43,8 @@ def check_available() -> None:
     """Always available."""
 
 
-def load() -> None:
-    """Nothing to load."""
+def load(options: EngineOptions | None = None) -> None:
+    """Nothing to load; the options change nothing."""
 
 
 def recognize(image: Image.Image) -> PageText:

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from ocrstream.engines.base import PageText
+    from ocrstream.engines.base import EngineOptions, PageText
 
 __all__ = ["ENGINE_MODULES", "engine_module", "init", "recognize_bytes", "retire", "rss_bytes"]
 
@@ -49,8 +49,9 @@ def engine_module(name: str) -> ModuleType:
     return importlib.import_module(ENGINE_MODULES[name])
 
 
-def init(name: str, max_tasks: int, max_rss: int) -> bool:
-    """Worker start-up: single-threaded environment, then load the engine once.
+def init(name: str, max_tasks: int, max_rss: int, options: EngineOptions | None = None) -> bool:
+    """Worker start-up: single-threaded environment, then load the engine once, with
+    ``options`` (from the settings; None: the engine's defaults).
 
     Workers ignore SIGINT and SIGTERM: a Ctrl-C or a signal to the whole process group
     must not kill them under the server, which ends them itself (gracefully at
@@ -61,7 +62,7 @@ def init(name: str, max_tasks: int, max_rss: int) -> bool:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.update(_SINGLE_THREAD)
     _max_tasks, _max_rss = max_tasks, max_rss
-    engine_module(name).load()
+    engine_module(name).load(options)
     return True
 
 

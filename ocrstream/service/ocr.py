@@ -23,6 +23,7 @@ import trio
 import trio_parallel
 
 from ocrstream.core.errors import OCRError
+from ocrstream.engines.base import EngineOptions
 from ocrstream.engines.worker import init, recognize_bytes, retire
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ async def open_ocr_service(
     ocr_timeout: float,
     max_tasks_per_worker: int,
     max_worker_rss: int,
+    engine_options: EngineOptions | None = None,
 ) -> AsyncIterator[OCRService]:
     """Start the worker pool for ``engine``; workers are spawned on demand and kept warm.
 
@@ -186,10 +188,11 @@ async def open_ocr_service(
         ocr_timeout: OCR_TIMEOUT seconds per image.
         max_tasks_per_worker: images a worker recognises before it is replaced.
         max_worker_rss: bytes of resident memory past which a worker is replaced.
+        engine_options: what the settings tell the engine (None: its defaults).
     """
     async with trio_parallel.open_worker_context(
         idle_timeout=math.inf,
-        init=partial(init, engine, max_tasks_per_worker, max_worker_rss),
+        init=partial(init, engine, max_tasks_per_worker, max_worker_rss, engine_options),
         retire=retire,
         grace_period=5.0,
     ) as context:
@@ -224,6 +227,7 @@ async def run_ocr_service(
                 ocr_timeout=settings.ocr_timeout,
                 max_tasks_per_worker=settings.ocr_max_tasks_per_worker,
                 max_worker_rss=settings.ocr_worker_max_rss,
+                engine_options=EngineOptions(max_side=settings.ocr_max_side),
             ) as service,
             trio.open_nursery() as nursery,
         ):

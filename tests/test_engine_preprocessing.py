@@ -1,0 +1,106 @@
+"""Pages before the engines read them: big pages cut to their print, faint print darkened."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from PIL import Image, ImageDraw
+
+from ocrstream.engines.preprocessing import faint_levels, printed_area, stretch_levels
+from tests.invoices import invoice_set
+from tests.receipts import A4_600DPI, KINDS, fonts_available, render_receipt
+
+needs_fonts = pytest.mark.skipif(
+    not fonts_available(), reason="DejaVu fonts missing (apt-get install fonts-dejavu-core)"
+)
+
+
+def test_printed_area_holds_the_ink_with_a_margin() -> None:
+    page = Image.new("L", (4000, 6000), 250)
+    ImageDraw.Draw(page).rectangle((1200, 700, 2100, 1900), fill=20)
+    area = printed_area(page)
+    assert area is not None
+    left, top, right, bottom = area.box
+    # The ink inside, with a margin of 1% of the long side (60 px), give or take a block.
+    assert 1200 - 80 <= left <= 1200
+    assert 700 - 80 <= top <= 700
+    assert 2101 <= right <= 2101 + 80
+    assert 1901 <= bottom <= 1901 + 80
+    assert area.offset == (left, top)
+
+
+def test_printed_area_ignores_specks() -> None:
+    page = Image.new("L", (3000, 3000), 250)
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((1000, 1000, 1500, 1400), fill=0)
+    for x, y in [(50, 50), (2900, 2950), (100, 2800)]:  # dust, one pixel each
+        draw.point((x, y), fill=0)
+    area = printed_area(page)
+    assert area is not None
+    assert area.box[0] > 800
+    assert area.box[2] < 1700
+
+
+@pytest.mark.parametrize("size", [(2000, 3000), (1, 1), (0, 0)])
+def test_no_area_for_a_blank_page(size: tuple[int, int]) -> None:
+    assert printed_area(Image.new("RGB", size, "white")) is None
+
+
+def test_no_area_when_the_print_fills_the_page() -> None:
+    page = Image.new("L", (3000, 3000), 250)
+    ImageDraw.Draw(page).rectangle((100, 100, 2900, 2900), outline=0, width=8)
+    assert printed_area(page) is None
+
+
+@needs_fonts
+def test_printed_area_of_a_small_receipt_on_a4() -> None:
+    receipt = render_receipt("a4", random.Random(3))
+    area = printed_area(receipt.image)
+    assert receipt.image.size == A4_600DPI
+    assert area is not None
+    left, top, right, bottom = area.box
+    assert (right - left) * (bottom - top) < 0.15 * A4_600DPI[0] * A4_600DPI[1]
+
+
+@needs_fonts
+@pytest.mark.parametrize("kind", KINDS)
+def test_only_faint_receipts_are_faint(kind: str) -> None:
+    rng = random.Random(17)
+    for _ in range(3):
+        receipt = render_receipt(kind, rng)  # type: ignore[arg-type]
+        image = receipt.image
+        if kind == "a4":
+            area = printed_area(image)
+            assert area is not None
+            image = image.crop(area.box)  # as the engines judge it
+        levels = faint_levels(image)
+        if kind == "faint":
+            assert levels is not None
+            ink, paper = levels
+            assert 150 <= ink < paper <= 255
+        else:
+            assert levels is None
+
+
+def test_invoices_are_not_faint() -> None:
+    import io
+
+    for invoice in invoice_set(4):
+        with Image.open(io.BytesIO(invoice.data)) as image:
+            assert faint_levels(image) is None
+
+
+@pytest.mark.parametrize("paper", [255, 200])
+def test_a_blank_page_is_not_faint(paper: int) -> None:
+    assert faint_levels(Image.new("L", (300, 200), paper)) is None
+
+
+def test_stretch_maps_ink_to_black_and_paper_to_white() -> None:
+    page = Image.new("RGB", (40, 10), (240, 240, 240))
+    ImageDraw.Draw(page).rectangle((5, 2, 15, 8), fill=(180, 180, 180))
+    stretched = stretch_levels(page, 180, 240)
+    assert stretched.mode == "L"
+    assert stretched.getpixel((10, 5)) == 0
+    assert stretched.getpixel((30, 5)) == 255
+    assert stretch_levels(Image.new("L", (2, 2), 210), 180, 240).getpixel((0, 0)) == 128
