@@ -18,7 +18,11 @@ server serves):
   garbage goes by reference counting, and what the young generations find is small:
   they are collected as usual, often, with thresholds that keep a pass short (a young
   pass visits ~2,500 objects, 0.6 ms; a middle one ~5,000, 2 ms; measured on a busy
-  2-core machine, where a 10,000-object young pass took 5 to 15 ms);
+  2-core machine, where a 10,000-object young pass took 5 to 15 ms). One case stays
+  long: thousands of connections opening or closing at once hold tens of thousands of
+  live coroutines in the young generation (CPython counts young objects net of the old
+  ones freed meanwhile, so a burst of closes also lets it grow), and a pass then takes
+  20 to 70 ms;
 * full collections never start by themselves in the middle of work. The old
   generation holds retained jobs and open streams, which reference counting frees when
   they go (a full pass after 6,000 jobs found nothing to free); it would only find
