@@ -7,8 +7,9 @@ from collections.abc import Iterable
 
 from PIL import Image, ImageOps
 
-from ocrstream.engines.base import PageText, normalise_spaces
+from ocrstream.engines.base import PageText
 from tests.invoices import render_invoice
+from tests.text import normalise_spaces
 
 __all__ = ["assert_page_contract", "assert_reading_order", "invoice_in_mode", "transparent_invoice"]
 

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ocrstream.engines.base import PageText, normalise_spaces
+from tests.text import normalise_spaces
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
+
+    from ocrstream.engines.base import PageText
 
 __all__ = ["Invoice", "exact_lines", "invoice_set", "render_invoice"]
 

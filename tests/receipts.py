@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Literal
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from ocrstream.engines.base import PageLine, PageText, join_lines, normalise_spaces
+from ocrstream.engines.base import PageLine, PageText, join_lines
 from tests.invoices import exact_lines
+from tests.text import normalise_spaces
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from ocrstream.engines import tesseract
-from ocrstream.engines.base import EngineUnavailable, PageText, normalise_spaces
+from ocrstream.engines.base import EngineUnavailable, PageText
 from tests.engine_contract import (
     assert_page_contract,
     assert_reading_order,
@@ -18,6 +18,7 @@ from tests.engine_contract import (
     transparent_invoice,
 )
 from tests.invoices import exact_lines, invoice_set
+from tests.text import normalise_spaces
 
 if TYPE_CHECKING:
     from pathlib import Path

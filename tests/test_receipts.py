@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ocrstream.engines.base import EngineOptions, normalise_spaces
+from ocrstream.engines.base import EngineOptions
 from ocrstream.engines.worker import engine_module
 from tests.receipts import KINDS, Score, fonts_available, raw_read, receipt_set
+from tests.text import normalise_spaces
 
 if TYPE_CHECKING:
     from collections.abc import Callable

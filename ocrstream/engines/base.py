@@ -31,10 +31,8 @@ __all__ = [
     "PageText",
     "join_lines",
     "mend_numbers",
-    "normalise_spaces",
 ]
 
-_SPACES = re.compile(r"\s+")
 # A separator cut off from its digits by a space, where the digits after it make an
 # amount's decimals (".00"), a thousands group (",826") or a time's minutes (":38").
 _CUT_NUMBER = re.compile(
@@ -73,11 +71,6 @@ class PageText:
 
     text: str
     lines: tuple[PageLine, ...]
-
-
-def normalise_spaces(text: str) -> str:
-    """Fold runs of whitespace to one space and strip the ends."""
-    return _SPACES.sub(" ", text).strip()
 
 
 def mend_numbers(text: str) -> str:

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
-from ocrstream.engines.base import normalise_spaces
 from tests.e2e.conftest import BOUNDARY, head, post_events, raw_request, read_until
 from tests.images import Upload, make_image, multipart_body, scripted_png
 from tests.invoices import invoice_set
 from tests.ordering import check_stream
+from tests.text import normalise_spaces
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:
