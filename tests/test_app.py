@@ -168,3 +168,24 @@ async def test_a_body_shorter_than_its_content_length_is_malformed() -> None:
     assert [e["type"] for e in events] == ["processing_error"]
     assert events[0]["data"]["error"]["code"] == "malformed_request"
     assert "declared" in events[0]["data"]["error"]["message"]
+
+
+async def test_readyz_is_ready_in_the_embedded_mode_until_shutdown() -> None:
+    app = make_app()
+    client = app.test_client()
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert await ready.get_json() == {"status": "ready"}
+    app.state.shutting_down = True
+    refused = await client.get("/readyz")
+    assert refused.status_code == 503
+    assert refused.headers["Content-Type"] == "application/problem+json"
+    assert refused.headers["Retry-After"] == "5"
+
+
+async def test_readyz_is_not_ready_without_its_ocr_workers() -> None:
+    # OCR configured but no lifespan ran (the bare test client): nothing would recognise.
+    app = make_app(ocr_engine="fake")
+    refused = await app.test_client().get("/readyz")
+    assert refused.status_code == 503
+    assert "OCR workers" in (await refused.get_json())["detail"]

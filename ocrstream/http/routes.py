@@ -37,6 +37,16 @@ def add_routes(app: OCRStreamApp, state: ServiceState) -> None:
     async def healthz() -> Response:
         return json_response({"status": "ok"})
 
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        # Embedded: ready unless shutting down or the OCR workers are not running
+        # (with REDIS_URL set, the store's reachability joins this; SPEC "Operations").
+        if state.shutting_down:
+            raise ServiceBusy("the server is shutting down", retry_after=5)
+        if settings.ocr_engine != "none" and state.ocr is None:
+            raise ServiceBusy("the OCR workers are not running; retry shortly", retry_after=5)
+        return json_response({"status": "ready"})
+
     @app.get("/metrics")
     async def metrics_text() -> Response:
         return Response(state.metrics.render(), status=200, content_type=METRICS_CONTENT_TYPE)

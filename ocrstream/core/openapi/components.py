@@ -171,6 +171,11 @@ def add_components(builder: SchemaBuilder) -> tuple[dict[str, str], dict[str, st
         "properties": {"status": {"const": "ok"}},
         "required": ["status"],
     }
+    components["Ready"] = {
+        "type": "object",
+        "properties": {"status": {"const": "ready"}},
+        "required": ["status"],
+    }
     return job_events, firehose_events
 
 

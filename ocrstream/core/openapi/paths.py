@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 __all__ = ["paths"]
 
+_NOT_READY = "Not ready: shutting down, or the OCR workers are not running."
+
 
 def _problem(status: int, description: str, codes: Mapping[int, list[str]]) -> Schema:
     schema: Schema = {
@@ -303,6 +305,20 @@ def paths(
         "/api/ocr/{job_id}/events": {"get": watch},
         "/api/events": {"get": firehose},
         "/healthz": plain("health", "Liveness", "application/json", ref("Health")),
+        "/readyz": {
+            "get": {
+                "operationId": "ready",
+                "tags": ["operations"],
+                "summary": "Readiness: whether this instance can take work now",
+                "responses": {
+                    "200": {
+                        "description": "Ready",
+                        "content": {"application/json": {"schema": ref("Ready")}},
+                    },
+                    "503": busy | {"description": _NOT_READY},
+                },
+            }
+        },
         "/metrics": plain(
             "metrics",
             "Prometheus metrics (text exposition format)",
