@@ -81,7 +81,7 @@ async def test_scheduler_passes_on_a_grant_its_waiter_no_longer_wants() -> None:
 @pytest.fixture
 async def service() -> AsyncIterator[OCRService]:
     async with open_ocr_service(
-        engine="fake", workers=1, ocr_timeout=3, max_tasks_per_worker=1000, max_worker_rss=2**40
+        engine="fake", workers=1, ocr_timeout=10, max_tasks_per_worker=1000, max_worker_rss=2**40
     ) as ocr:
         yield ocr
 
