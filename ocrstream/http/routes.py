@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Response, request
 
-from ocrstream.core.errors import NotFound, ServiceBusy, Unauthorized
+from ocrstream.core.errors import NotFound, Unauthorized
 from ocrstream.http.connection import OCRRequest
 from ocrstream.http.problems import json_response, no_content
 from ocrstream.http.request_headers import (
@@ -41,10 +41,7 @@ def add_routes(app: OCRStreamApp, state: ServiceState) -> None:
     async def readyz() -> Response:
         # Embedded: ready unless shutting down or the OCR workers are not running
         # (with REDIS_URL set, the store's reachability joins this; SPEC "Operations").
-        if state.shutting_down:
-            raise ServiceBusy("the server is shutting down", retry_after=5)
-        if settings.ocr_engine != "none" and state.ocr is None:
-            raise ServiceBusy("the OCR workers are not running; retry shortly", retry_after=5)
+        state.refuse_unless_ready(ocr=True)
         return json_response({"status": "ready"})
 
     @app.get("/metrics")
@@ -65,8 +62,6 @@ def add_routes(app: OCRStreamApp, state: ServiceState) -> None:
     async def submit() -> Response:
         boundary = multipart_boundary()
         length = content_length(settings.request_size_limit)
-        if state.shutting_down:
-            raise ServiceBusy("the server is shutting down", retry_after=5)
         ocr = _ocr_for_request(state)
         req = request
         assert isinstance(req, OCRRequest)
@@ -116,13 +111,11 @@ def _ocr_for_request(state: ServiceState) -> OCRService | None:
     """The OCR workers for this request, or None when it (or the server) skips OCR.
 
     Raises:
-        ServiceBusy: OCR is configured but its workers are not running.
+        ServiceBusy: shutting down, or OCR is wanted but its workers are not running.
     """
-    if state.settings.ocr_engine == "none" or not ocr_requested():
-        return None
-    if state.ocr is None:
-        raise ServiceBusy("the OCR workers are not running; retry shortly", retry_after=5)
-    return state.ocr
+    wanted = ocr_requested()
+    state.refuse_unless_ready(ocr=wanted)
+    return state.ocr if wanted else None
 
 
 async def _run_job_counted(

@@ -68,6 +68,18 @@ class ServiceState:
             )
         self.open_streams += 1
 
+    def refuse_unless_ready(self, *, ocr: bool) -> None:
+        """Refuse work while shutting down, or (``ocr``) while OCR is configured but its
+        workers are not running.
+
+        Raises:
+            ServiceBusy: with the reason and a ``Retry-After``.
+        """
+        if self.shutting_down:
+            raise ServiceBusy("the server is shutting down", retry_after=5)
+        if ocr and self.settings.ocr_engine != "none" and self.ocr is None:
+            raise ServiceBusy("the OCR workers are not running; retry shortly", retry_after=5)
+
     def release_stream_slot(self) -> None:
         """One stream closed."""
         self.open_streams -= 1
