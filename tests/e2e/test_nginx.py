@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import (
-    BOUNDARY,
     MULTIPART,
     LiveServer,
     StartServer,
@@ -22,7 +21,7 @@ from tests.e2e.conftest import (
     read_until,
 )
 from tests.e2e.nginx import NGINX, running_nginx
-from tests.images import Upload, noisy_png, scripted_png
+from tests.images import Upload, multipart_body, noisy_png, scripted_png
 from tests.ordering import check_stream
 from tests.sse_reading import SSEDecoder
 
@@ -123,9 +122,3 @@ async def test_a_watcher_resumes_with_last_event_id(
         done = await http.get(f"{url}{location}/events", headers={"Last-Event-ID": last})
         assert done.status_code == 204
         assert done.content == b""
-
-
-def multipart_body(parts: list[Upload]) -> bytes:
-    from tests.images import multipart_body as body
-
-    return body(parts, BOUNDARY)
