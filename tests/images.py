@@ -45,12 +45,14 @@ def make_image(fmt: str = "PNG", size: tuple[int, int] = (64, 32), mode: str = "
     return out.getvalue()
 
 
+def _noise(size: tuple[int, int], seed: int) -> Image.Image:
+    return Image.frombytes("RGB", size, random.Random(seed).randbytes(size[0] * size[1] * 3))
+
+
 def noisy_png(size: tuple[int, int], seed: int = 0) -> bytes:
     """An incompressible PNG (slow to decode, large on disk)."""
-    rng = random.Random(seed)
-    image = Image.frombytes("RGB", size, rng.randbytes(size[0] * size[1] * 3))
     out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)
+    _noise(size, seed).save(out, format="PNG", compress_level=1)
     return out.getvalue()
 
 
@@ -117,10 +119,14 @@ def multipart_body(parts: list[Upload], boundary: str = "ocrstream-test-boundary
     return bytes(out)
 
 
-def scripted_png(text: str, size: tuple[int, int] = (60, 20)) -> bytes:
-    """A PNG the fake engine reads as ``text``."""
+def scripted_png(
+    text: str, size: tuple[int, int] = (60, 20), *, noise_seed: int | None = None
+) -> bytes:
+    """A PNG the fake engine reads as ``text``: white, or noise (incompressible, so as
+    large as its pixels) from ``noise_seed``."""
     info = PngImagePlugin.PngInfo()
     info.add_text(TEXT_KEY, text)
+    image = Image.new("RGB", size, "white") if noise_seed is None else _noise(size, noise_seed)
     out = io.BytesIO()
-    Image.new("RGB", size, "white").save(out, format="PNG", pnginfo=info)
+    image.save(out, format="PNG", pnginfo=info)
     return out.getvalue()

@@ -305,23 +305,6 @@ def test_page_sends_the_api_token_on_upload_and_on_resume(
         context.close()
 
 
-def _big_scripted_png(text: str, size: tuple[int, int]) -> bytes:
-    """A noisy (so incompressible) PNG the fake engine reads as ``text``."""
-    import io
-    import random
-
-    from PIL import Image, PngImagePlugin
-
-    from ocrstream.engines.fake import TEXT_KEY
-
-    info = PngImagePlugin.PngInfo()
-    info.add_text(TEXT_KEY, text)
-    noise = random.Random(5).randbytes(size[0] * size[1] * 3)
-    out = io.BytesIO()
-    Image.frombytes("RGB", size, noise).save(out, format="PNG", pnginfo=info)
-    return out.getvalue()
-
-
 def test_page_works_through_nginx_with_a_5_mb_image(
     browser: Browser, base_url: str, tmp_path: Path
 ) -> None:
@@ -329,7 +312,7 @@ def test_page_works_through_nginx_with_a_5_mb_image(
 
     if not Path(NGINX).exists():
         pytest.skip(f"{NGINX} is missing (apt-get install nginx)")
-    photo = _big_scripted_png(INVOICE, (1300, 1300))
+    photo = scripted_png(INVOICE, (1300, 1300), noise_seed=5)
     assert len(photo) > 5_000_000
     upstream = int(base_url.rsplit(":", 1)[1])
     with running_nginx(upstream, tmp_path / "nginx") as proxied:
