@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 # Raised by every engine's check_available(); it is part of the one error tree.
+from ocrstream.core.documents import Line
 from ocrstream.core.errors import EngineUnavailable
 
 __all__ = [
@@ -56,13 +57,9 @@ class EngineOptions:
     max_side: int = DEFAULT_MAX_SIDE
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PageLine:
-    """One recognised line."""
-
-    text: str
-    confidence: float
-    bbox: tuple[int, int, int, int]
+#: One recognised line, with its words (:class:`ocrstream.core.documents.Line`; an engine
+#: that cannot box its words leaves them empty and the service boxes them).
+PageLine = Line
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
