@@ -1,4 +1,5 @@
-"""The ``ocrstream`` command: ``serve``, ``submit FILES…`` and ``watch JOB_ID``.
+"""The ``ocrstream`` command: ``serve``, ``submit FILES… [--save DIR --format txt,pdf]``
+and ``watch JOB_ID``.
 
 Exit codes of ``submit`` and ``watch`` (see :mod:`ocrstream.client.terminal`): 0 every file
 valid (and recognised); 1 the job finished but some file was invalid or failed OCR;
@@ -13,6 +14,7 @@ import logging
 import os
 import sys
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -21,6 +23,7 @@ from rich.text import Text
 
 from ocrstream.core.config import load_settings
 from ocrstream.core.errors import ConfigError
+from ocrstream.core.exports import EXPORT_FORMATS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -30,11 +33,23 @@ __all__ = ["main"]
 _DEFAULT_URL = "http://127.0.0.1:8000"
 
 
+def _export_formats(value: str) -> list[str]:
+    formats = [item.strip().lower() for item in value.split(",") if item.strip()]
+    unknown = [item for item in formats if item not in EXPORT_FORMATS]
+    if unknown or not formats:
+        choices = ", ".join(EXPORT_FORMATS)
+        raise argparse.ArgumentTypeError(
+            f"unknown format {', '.join(unknown) or value!r}; choose from {choices}"
+        )
+    return formats
+
+
 async def _client_command(arguments: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
     from ocrstream.client.client import OCRStreamClient, ProblemError
+    from ocrstream.client.exports import save_exports
     from ocrstream.client.terminal import EXIT_CONNECTION, EXIT_REFUSED, JobView
 
     console = Console(stderr=arguments.json, soft_wrap=True)
@@ -42,7 +57,9 @@ async def _client_command(arguments: argparse.Namespace) -> int:
     view = JobView()
     async with OCRStreamClient(arguments.url, token=token) as client:
         if arguments.command == "submit":
-            events = client.submit(arguments.files, ocr=not arguments.no_ocr)
+            events = client.submit(
+                arguments.files, ocr=not arguments.no_ocr, pdf_text=arguments.pdf_text
+            )
         else:
             events = client.watch(arguments.job_id)
         try:
@@ -82,6 +99,20 @@ async def _client_command(arguments: argparse.Namespace) -> int:
             return EXIT_CONNECTION
         finally:
             await events.aclose()
+        if arguments.command == "submit" and arguments.save and view.job_id:
+            try:
+                saved = await save_exports(
+                    client,
+                    view,
+                    local_names=arguments.files,
+                    directory=Path(arguments.save),
+                    formats=arguments.format,
+                )
+            except (ProblemError, httpx.HTTPError, OSError) as error:
+                console.print(Text(f"ocrstream: saving exports failed: {error}"))
+                return EXIT_CONNECTION
+            for path in saved:
+                console.print(Text(f"saved {path}"))
     return view.exit_code()
 
 
@@ -91,9 +122,21 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="listen address (default OCRSTREAM_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default OCRSTREAM_PORT or 8000)")
-    submit = commands.add_parser("submit", help="upload images and show their progress")
-    submit.add_argument("files", nargs="+", help="image files to upload")
+    submit = commands.add_parser("submit", help="upload files and show their progress")
+    submit.add_argument("files", nargs="+", help="images, multi-page TIFFs and PDFs to upload")
     submit.add_argument("--no-ocr", action="store_true", help="validate only (?ocr=false)")
+    submit.add_argument(
+        "--pdf-text", choices=("auto", "ocr"), help="read PDF text layers, or recognise every page"
+    )
+    submit.add_argument(
+        "--save", metavar="DIR", help="write each recognised file's exports into DIR"
+    )
+    submit.add_argument(
+        "--format",
+        default="txt",
+        type=_export_formats,
+        help=f"exports --save writes, comma-separated: {','.join(EXPORT_FORMATS)} (default txt)",
+    )
     watch = commands.add_parser("watch", help="follow an existing job")
     watch.add_argument("job_id", help="the job's id (from the Location header or any event)")
     for command in (submit, watch):

@@ -8,7 +8,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from PIL import Image, ImageDraw, PngImagePlugin
+from PIL import Image, ImageDraw, PngImagePlugin, TiffImagePlugin
 
 from ocrstream.engines.fake import TEXT_KEY
 
@@ -20,6 +20,8 @@ __all__ = [
     "make_image",
     "multipart_body",
     "noisy_png",
+    "scripted_png",
+    "scripted_tiff",
     "truncated",
 ]
 
@@ -129,4 +131,17 @@ def scripted_png(
     image = Image.new("RGB", size, "white") if noise_seed is None else _noise(size, noise_seed)
     out = io.BytesIO()
     image.save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def scripted_tiff(texts: list[str], size: tuple[int, int] = (60, 20)) -> bytes:
+    """A multi-page TIFF, one white frame per text; the fake engine reads each frame's
+    text from its ImageDescription tag (each frame has its own)."""
+    out = io.BytesIO()
+    with TiffImagePlugin.AppendingTiffWriter(out, new=True) as writer:
+        for text in texts:
+            Image.new("RGB", size, "white").save(
+                writer, format="TIFF", description=text, compression="tiff_deflate"
+            )
+            writer.newFrame()
     return out.getvalue()

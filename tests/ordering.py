@@ -1,4 +1,6 @@
-"""The SPEC's ordering rules 1-6 as one checker, shared by unit, property and e2e tests."""
+"""The SPEC's ordering rules 1-6 as one checker, shared by unit, property and e2e tests
+(rule 4 with pages: a file of n > 1 pages gets its ``page_ocr_success`` events between
+its ``image_ocr_start`` and its OCR result, each page once, all of them before a success)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ __all__ = ["StreamOutcome", "check_stream"]
 TERMINAL = {"processing_complete", "processing_error"}
 VALIDATION_RESULTS = {"image_validation_success", "image_validation_error"}
 OCR_RESULTS = {"image_ocr_success", "image_ocr_error"}
+PAGE = "page_ocr_success"
+OCR_KINDS = OCR_RESULTS | {"image_ocr_start", PAGE}
 
 
 @dataclass
@@ -22,6 +26,10 @@ class StreamOutcome:
     file_count: int | None = None
     outcomes: dict[int, tuple[str, str]] = field(default_factory=dict)
     ocr: dict[int, str] = field(default_factory=dict)
+    page_counts: dict[int, int] = field(default_factory=dict)
+    #: page_index -> source of each page_ocr_success, per file
+    pages: dict[int, dict[int, str]] = field(default_factory=dict)
+    failed_pages: dict[int, int | None] = field(default_factory=dict)
 
 
 def check_stream(events: list[dict[str, Any]], *, ocr: bool = False) -> StreamOutcome:
@@ -71,25 +79,57 @@ def check_stream(events: list[dict[str, Any]], *, ocr: bool = False) -> StreamOu
             validated_at[index] = position
             if kind == "image_validation_success":
                 outcome.outcomes[index] = ("valid", data["format"])
+                outcome.page_counts[index] = data["page_count"]
+                assert data["page_count"] >= 1
             else:
                 outcome.outcomes[index] = ("invalid", data["error"]["code"])
+        count = outcome.page_counts.get(index)
+        if kind == "image_ocr_start":
+            assert data["page_count"] == count, f"file {index}: start says {data['page_count']}"
+        if kind == PAGE:
+            assert count is not None, f"a page event before file {index} was valid"
+            assert count > 1, f"page events for a 1-page file {index}"
+            assert index not in ocr_at, f"file {index}: a page event after its OCR result"
+            assert data["page_count"] == count
+            page = data["page_index"]
+            assert 0 <= page < count, f"file {index}: page_index {page} out of 0..{count - 1}"
+            pages = outcome.pages.setdefault(index, {})
+            assert page not in pages, f"file {index}: page {page} twice"
+            pages[page] = data["source"]
+            assert data["source"] in {"ocr", "text_layer"}
+            assert all(line["page_index"] == page for line in data["lines"])
         if kind in OCR_RESULTS:
             assert index not in ocr_at, f"file {index} recognised twice"
             ocr_at[index] = position
             outcome.ocr[index] = "ok" if kind == "image_ocr_success" else data["error"]["code"]
+            assert count is not None
+            if kind == "image_ocr_success":
+                assert data["page_count"] == count
+                if count > 1:
+                    assert sorted(outcome.pages.get(index, {})) == list(range(count)), (
+                        f"file {index}: a success needs every page's event first"
+                    )
+                assert data["text"].count("\f") == count - 1, "pages joined by form feeds"
+                assert all(0 <= line["page_index"] < count for line in data["lines"])
+            else:
+                failed = data.get("page_index")
+                assert failed is None or 0 <= failed < count
+                assert failed not in outcome.pages.get(index, {}), "a failed page had success"
+                outcome.failed_pages[index] = failed
     for index, kinds in seen.items():
-        core = [kind for kind in kinds if kind not in OCR_RESULTS | {"image_ocr_start"}]
+        core = [kind for kind in kinds if kind not in OCR_KINDS]
         assert len(core) <= 3, f"file {index}: {kinds}"
         for wanted, got in zip(("image_received", "image_validation_start"), core, strict=False):
             assert got == wanted, f"file {index} out of order: {kinds}"
         if len(core) == 3:
             assert core[2] in VALIDATION_RESULTS, f"file {index}: {kinds}"
         # Rule 4: OCR only after a validation success
-        ocr_kinds = [kind for kind in kinds if kind in OCR_RESULTS | {"image_ocr_start"}]
+        ocr_kinds = [kind for kind in kinds if kind in OCR_KINDS]
         if ocr_kinds:
             assert outcome.outcomes.get(index, ("",))[0] == "valid", f"OCR of invalid {index}"
             assert kinds.index(ocr_kinds[0]) > kinds.index("image_validation_success")
             assert ocr_kinds[0] == "image_ocr_start", f"file {index}: {kinds}"
+            assert ocr_kinds.count("image_ocr_start") == 1, f"file {index}: {kinds}"
     received_order = [e["data"]["file_index"] for e in events if e["type"] == "image_received"]
     assert received_order == sorted(received_order), f"files arrive in body order: {received_order}"
     completed = last["type"] == "processing_complete"

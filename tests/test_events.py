@@ -39,7 +39,9 @@ def test_nested_values_serialise_as_json_objects() -> None:
         duration_ms=12.5,
     )
     data = json.loads(_envelope(success).to_json())["data"]
-    assert data["lines"] == [{"text": "Total 12.00", "confidence": 0.98, "bbox": [1, 2, 30, 12]}]
+    assert data["lines"] == [
+        {"text": "Total 12.00", "confidence": 0.98, "bbox": [1, 2, 30, 12], "page_index": 0}
+    ]
     error = ev.ImageValidationError(
         file_index=1,
         file_name="b",

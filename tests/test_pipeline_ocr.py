@@ -39,7 +39,10 @@ class ThreadContext:
         kill_on_cancel: bool = False,
         limiter: trio.CapacityLimiter | None = None,
     ) -> T:
-        return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
+        # A killed worker's result never comes back; an abandoned thread's neither.
+        return await trio.to_thread.run_sync(
+            fn, *args, limiter=limiter, abandon_on_cancel=kill_on_cancel
+        )
 
 
 def _service(workers: int = 2) -> OCRService:

@@ -14,6 +14,7 @@ from ocrstream.core.validation import (
     identify_format,
     inspect_image,
     inspect_small_image,
+    sniff_format,
 )
 from tests.images import FORMATS, bad_checksum_png, bomb_png, make_image, noisy_png, truncated
 
@@ -45,7 +46,8 @@ def test_every_accepted_format_and_mode_validates(fmt: str, mode: str) -> None:
 
 def test_format_comes_from_the_bytes_only() -> None:
     assert identify_format(make_image("GIF", mode="P")[:64]) == ("GIF", True)
-    assert identify_format(b"%PDF-1.7\n") is None
+    assert identify_format(b"%PDF-1.7\n") == ("PDF", True)
+    assert identify_format(b" %PDF-1.7\n") is None
     assert identify_format(b"8BPS\x00\x01") == ("PSD", False)
 
 
@@ -75,7 +77,7 @@ def test_check_upload_codes_and_limits_in_messages() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"hello, world", b"\x00" * 100, b"%PDF-1.4\n%...", b"<html></html>", bytes(range(256))],
+    [b"hello, world", b"\x00" * 100, b"<html></html>", bytes(range(256))],
 )
 def test_non_images(data: bytes) -> None:
     assert _code(data) == "not_an_image"
@@ -161,3 +163,65 @@ def test_images_past_the_line_go_to_a_thread() -> None:
     assert len(big) > INLINE_MAX_BYTES
     assert _inspect_small(big) is None
     assert _inspect(big).width == 100
+
+
+def _tiff(sizes: list[tuple[int, int]]) -> bytes:
+    out = io.BytesIO()
+    frames = [Image.new("L", size, 255) for size in sizes]
+    frames[0].save(out, format="TIFF", save_all=True, append_images=frames[1:])
+    return out.getvalue()
+
+
+def test_every_tiff_frame_is_a_page() -> None:
+    facts = _pages(_tiff([(40, 30), (20, 10), (50, 50)]), max_pages=5)
+    assert (facts.format, facts.width, facts.height, facts.page_count) == ("TIFF", 40, 30, 3)
+
+
+def test_a_single_image_has_one_page() -> None:
+    assert _pages(make_image("GIF", (8, 8), "P"), max_pages=5).page_count == 1
+
+
+def test_a_tiff_over_max_pages_is_refused_before_decoding() -> None:
+    with pytest.raises(InvalidImage) as caught:
+        _pages(_tiff([(8, 8)] * 12), max_pages=10)
+    assert caught.value.code == "too_many_pages"
+    assert "MAX_PAGES" in caught.value.message
+
+
+def test_a_tiff_of_a_thousand_frames_is_refused_at_max_pages() -> None:
+    with pytest.raises(InvalidImage) as caught:
+        _pages(_tiff([(2, 2)] * 1000), max_pages=100)
+    assert caught.value.code == "too_many_pages"
+
+
+def test_each_tiff_frame_is_held_to_the_pixel_budget_from_its_header() -> None:
+    with pytest.raises(InvalidImage) as caught:
+        _pages(_tiff([(10, 10), (10, 10), (400, 400)]), max_pages=5, max_pixels=10_000)
+    assert caught.value.code == "image_too_large"
+    assert "frame 3" in caught.value.message
+
+
+def test_a_truncated_later_frame_is_corrupt() -> None:
+    data = _tiff([(64, 64), (200, 200)])
+    with pytest.raises(InvalidImage) as caught:
+        _pages(data[: len(data) - 20_000] + data[-200:], max_pages=5)
+    assert caught.value.code == "corrupt_image"
+
+
+def test_pdfs_are_named_from_their_bytes_and_never_opened_here() -> None:
+    pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n"
+    assert sniff_format(io.BytesIO(pdf), allowed_formats={"PDF"}) == "PDF"
+    with pytest.raises(ValueError, match="worker process"):
+        inspect_image(io.BytesIO(pdf), max_pixels=10**6, allowed_formats={"PDF"})
+    with pytest.raises(InvalidImage) as caught:
+        sniff_format(io.BytesIO(pdf), allowed_formats={"PNG"})
+    assert caught.value.code == "unsupported_format"
+
+
+def _pages(data: bytes, *, max_pages: int, max_pixels: int = 40_000_000) -> ImageFacts:
+    return inspect_image(
+        io.BytesIO(data),
+        max_pixels=max_pixels,
+        allowed_formats={"TIFF", "GIF", "PNG"},
+        max_pages=max_pages,
+    )

@@ -8,6 +8,7 @@ Works under Trio and asyncio (httpx runs on either through anyio)::
                 print(envelope.type, envelope.event)
         result = await client.recognize(["receipt.jpg"])
         print(result.files[0].text)
+        pdf = await client.export(result.job_id, 0, "pdf")  # a searchable PDF
 
 Refusals before a stream starts raise :class:`ProblemError` with the RFC 9457 problem
 details; a job that ends with ``processing_error`` makes :meth:`OCRStreamClient.recognize`
@@ -167,13 +168,23 @@ class OCRStreamClient:
             async for message in source.aiter_sse():
                 yield parse_envelope(json.loads(message.data))
 
-    def submit(self, files: Sequence[Upload], *, ocr: bool = True) -> AsyncGenerator[Envelope]:
+    def submit(
+        self, files: Sequence[Upload], *, ocr: bool = True, pdf_text: str | None = None
+    ) -> AsyncGenerator[Envelope]:
         """Upload ``files`` and yield the job's events as they arrive, terminal last.
+
+        Args:
+            files: paths, or ``(name, bytes[, content_type])``.
+            ocr: False skips OCR (``?ocr=false``).
+            pdf_text: ``auto`` or ``ocr`` for this request's PDFs (None: the server's
+                PDF_TEXT).
 
         Raises:
             ProblemError: the server refused the request before streaming.
         """
         params = {} if ocr else {"ocr": "false"}
+        if pdf_text is not None:
+            params["pdf_text"] = pdf_text
         return self._events("POST", "/api/ocr", files=[_part(f) for f in files], params=params)
 
     def watch(self, job_id: str, *, last_event_id: int | None = None) -> AsyncGenerator[Envelope]:
@@ -184,6 +195,21 @@ class OCRStreamClient:
         """
         headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
         return self._events("GET", f"/api/ocr/{job_id}/events", headers=headers)
+
+    async def export(self, job_id: str, file_index: int, format: str = "json") -> bytes:
+        """One recognised file of a job as ``format``: ``json``, ``txt``, ``hocr``,
+        ``alto`` or ``pdf`` (a searchable PDF).
+
+        Raises:
+            ProblemError: unknown job or file (404), still being worked on (409), failed
+                (422, its error code in ``code``), unknown format (400).
+        """
+        response = await self._http.get(
+            f"/api/ocr/{job_id}/files/{file_index}", params={"format": format}
+        )
+        if response.status_code != 200:
+            raise _problem(response, response.content)
+        return response.content
 
     async def recognize(self, files: Sequence[Upload], *, ocr: bool = True) -> JobResult:
         """Upload ``files``, wait for the job to finish, and return the results.

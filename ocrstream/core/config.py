@@ -25,7 +25,7 @@ ENV_PREFIX = "OCRSTREAM_"
 MIB = 1024 * 1024
 
 #: Formats Pillow can identify from bytes that the service may be told to accept.
-KNOWN_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"})
+KNOWN_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PDF"})
 
 
 class Settings(BaseSettings):  # type: ignore[explicit-any]  # pydantic's base is typed with Any
@@ -47,8 +47,21 @@ class Settings(BaseSettings):  # type: ignore[explicit-any]  # pydantic's base i
         40_000_000, ge=1, description="width x height; above it an image is refused unopened"
     )
     allowed_formats: Annotated[frozenset[str], NoDecode] = Field(
-        frozenset({"JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"}),
-        description="image formats accepted, as Pillow names them",
+        frozenset({"JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PDF"}),
+        description="formats accepted, as Pillow names them, plus PDF",
+    )
+    max_pages: int = Field(
+        100, ge=1, description="pages per file (PDF pages, TIFF frames); more: too_many_pages"
+    )
+    render_dpi: int = Field(
+        200, ge=72, le=1200, description="dots per inch PDF pages are rasterised at for OCR"
+    )
+    pdf_text: Literal["auto", "ocr"] = Field(
+        "auto",
+        description=(
+            "`auto`: a PDF page whose text layer holds text is read from it, others are"
+            " recognised; `ocr`: every page is recognised"
+        ),
     )
     event_buffer: int = Field(1000, ge=1, description="events the shared broadcast ring holds")
     max_streams: int = Field(1000, ge=1, description="concurrent SSE responses")
@@ -96,6 +109,14 @@ class Settings(BaseSettings):  # type: ignore[explicit-any]  # pydantic's base i
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,
         description="threads decoding images at once, across all requests",
+    )
+    document_timeout: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "seconds a worker process may spend opening a PDF or building a searchable PDF"
+            " before it is killed"
+        ),
     )
     pipeline_buffer: int = Field(
         64, ge=1, description="events in flight between a job's tasks and its sequencer"

@@ -47,7 +47,12 @@ def _plain(value: object) -> object:
     if isinstance(value, tuple):
         return tuple(_plain(item) for item in value)
     if isinstance(value, OCRLine):
-        return {"text": value.text, "confidence": value.confidence, "bbox": value.bbox}
+        return {
+            "text": value.text,
+            "confidence": value.confidence,
+            "bbox": value.bbox,
+            "page_index": value.page_index,
+        }
     return value
 
 
@@ -124,7 +129,12 @@ def _build(cls: type[Event], data: dict[str, object]) -> Event:
         values["error"] = ErrorInfo(**{str(k): v for k, v in values["error"].items()})
     if "lines" in values and isinstance(values["lines"], list):
         values["lines"] = tuple(
-            OCRLine(text=line["text"], confidence=line["confidence"], bbox=tuple(line["bbox"]))
+            OCRLine(
+                text=line["text"],
+                confidence=line["confidence"],
+                bbox=tuple(line["bbox"]),
+                page_index=line.get("page_index", 0),
+            )
             for line in values["lines"]
         )
     # Field types are checked by the dataclasses' own validation and by TypeError.

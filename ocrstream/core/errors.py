@@ -9,9 +9,13 @@ what went wrong, the events for what the client is told, so no name is both::
     ├── ConfigError                     an OCRSTREAM_* variable is invalid (start-up)
     │   └── EngineUnavailable           the chosen OCR engine cannot run here
     ├── RequestRefused                  answered before any stream starts
+    │   ├── BadQuery                    400 a query parameter has a value it cannot take
     │   ├── Unauthorized                401 missing or wrong bearer token
     │   ├── CrossOriginRefused          403 a browser's POST from an origin not allowed
     │   ├── NotFound                    404 unknown job, or a disabled route
+    │   ├── ResultNotReady              409 the file is still being worked on
+    │   ├── ResultUnavailable           422 the file failed (its own error code)
+    │   ├── ExportFailed                500 the searchable PDF could not be made
     │   ├── ContentTooLarge             413 Content-Length over MAX_REQUEST_SIZE
     │   ├── UnsupportedMediaType        415 not multipart/form-data, or no boundary
     │   └── ServiceBusy                 503 MAX_STREAMS streams already open
@@ -37,10 +41,12 @@ __all__ = [
     "OCR_ERROR_CODES",
     "PROCESSING_ERROR_CODES",
     "VALIDATION_ERROR_CODES",
+    "BadQuery",
     "ConfigError",
     "ContentTooLarge",
     "CrossOriginRefused",
     "EngineUnavailable",
+    "ExportFailed",
     "InvalidImage",
     "MalformedRequest",
     "NoFiles",
@@ -49,6 +55,8 @@ __all__ = [
     "OCRStreamError",
     "RequestRefused",
     "RequestTooLarge",
+    "ResultNotReady",
+    "ResultUnavailable",
     "ServiceBusy",
     "TooManyParts",
     "Unauthorized",
@@ -65,6 +73,8 @@ VALIDATION_ERROR_CODES = (
     "unsupported_format",
     "corrupt_image",
     "image_too_large",
+    "too_many_pages",
+    "encrypted_document",
 )
 PROCESSING_ERROR_CODES = (
     "malformed_request",
@@ -74,6 +84,8 @@ PROCESSING_ERROR_CODES = (
     "no_files",
     "client_disconnected",
     "shutting_down",
+    "instance_lost",
+    "store_unavailable",
     "internal_error",
 )
 OCR_ERROR_CODES = ("ocr_failed", "ocr_timeout")
@@ -118,6 +130,13 @@ class RequestRefused(OCRStreamError):
     """
 
 
+class BadQuery(RequestRefused):
+    """A query parameter has a value it cannot take (``pdf_text``, ``format``)."""
+
+    code = "bad_query"
+    status_hint = 400
+
+
 class Unauthorized(RequestRefused):
     """The bearer token is missing or wrong."""
 
@@ -137,6 +156,31 @@ class NotFound(RequestRefused):
 
     code = "not_found"
     status_hint = 404
+
+
+class ResultNotReady(RequestRefused):
+    """The file has no result yet: it is still being worked on (or never will be)."""
+
+    code = "not_ready"
+    status_hint = 409
+
+
+class ResultUnavailable(RequestRefused):
+    """The file failed validation or OCR; ``code`` is its error's code."""
+
+    status_hint = 422
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # type: ignore[misc]  # per-instance refinement of the ClassVar
+
+
+class ExportFailed(RequestRefused):
+    """A recognised file's export could not be made (its worker failed, or its bytes are
+    gone)."""
+
+    code = "export_failed"
+    status_hint = 500
 
 
 class ContentTooLarge(RequestRefused):

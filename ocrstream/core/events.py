@@ -37,6 +37,7 @@ __all__ = [
     "ImageValidationStart",
     "ImageValidationSuccess",
     "OCRLine",
+    "PageOCRSuccess",
     "ProcessingComplete",
     "ProcessingError",
     "StreamLagged",
@@ -72,11 +73,13 @@ def error_info(error: OCRStreamError) -> ErrorInfo:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OCRLine:
-    """One recognised line: text, confidence 0-1 and bbox [x0, y0, x1, y1] in pixels."""
+    """One recognised line: text, confidence 0-1, bbox [x0, y0, x1, y1] in pixels of its
+    page, and the index of that page in its file."""
 
     text: str
     confidence: float
     bbox: tuple[int, int, int, int]
+    page_index: int = 0
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.confidence <= 1.0, "confidence must be within 0..1")
@@ -120,8 +123,8 @@ class ImageValidationStart:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageValidationSuccess:
-    """File ``file_index`` is a valid image: its format judged from the bytes, its size and
-    mode."""
+    """File ``file_index`` is a valid image or document: its format judged from the bytes,
+    its (first page's) size and mode, and its number of pages."""
 
     type: ClassVar[str] = "image_validation_success"
     file_index: int
@@ -131,9 +134,11 @@ class ImageValidationSuccess:
     width: int
     height: int
     mode: str
+    page_count: int = 1
 
     def __post_init__(self) -> None:
         _require(self.width > 0 and self.height > 0, "a valid image has pixels")
+        _require(self.page_count >= 1, "a valid file has a page")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,16 +176,41 @@ class ImageOCRStart:
     file_index: int
     file_name: str
     engine: str
+    page_count: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PageOCRSuccess:
+    """Page ``page_index`` of a file of several pages is read: from its text layer
+    (``source`` ``text_layer``) or by the engine (``ocr``); its raster's size, its text
+    and lines (words are in the exports)."""
+
+    type: ClassVar[str] = "page_ocr_success"
+    file_index: int
+    file_name: str
+    page_index: int
+    page_count: int
+    source: str
+    width: int
+    height: int
+    text: str
+    lines: tuple[OCRLine, ...]
+    duration_ms: float
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.page_index < self.page_count, "page_index is within page_count")
+        _require(self.source in {"ocr", "text_layer"}, "source is ocr or text_layer")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageOCRSuccess:
-    """File ``file_index`` was recognised: its text (lines joined by LF) and its lines with
-    confidence and pixel boxes."""
+    """File ``file_index`` was recognised: its text (lines joined by LF, pages by a form
+    feed) and every page's lines with confidence, pixel boxes and page index."""
 
     type: ClassVar[str] = "image_ocr_success"
     file_index: int
     file_name: str
+    page_count: int = 1
     text: str
     lines: tuple[OCRLine, ...]
     duration_ms: float
@@ -188,12 +218,14 @@ class ImageOCRSuccess:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageOCRError:
-    """File ``file_index`` could not be recognised (``ocr_failed``, ``ocr_timeout``)."""
+    """File ``file_index`` could not be recognised (``ocr_failed``, ``ocr_timeout``);
+    ``page_index`` is the page that failed (None when no page is to blame)."""
 
     type: ClassVar[str] = "image_ocr_error"
     file_index: int
     file_name: str
     error: ErrorInfo
+    page_index: int | None = None
 
     def __post_init__(self) -> None:
         _require(self.error.code in OCR_ERROR_CODES, "not an OCR error code")
@@ -253,6 +285,7 @@ Event = (
     | ImageValidationError
     | AllImagesValidated
     | ImageOCRStart
+    | PageOCRSuccess
     | ImageOCRSuccess
     | ImageOCRError
     | ProcessingComplete
@@ -270,6 +303,7 @@ EVENT_CLASSES: dict[str, type[Event]] = {
         ImageValidationError,
         AllImagesValidated,
         ImageOCRStart,
+        PageOCRSuccess,
         ImageOCRSuccess,
         ImageOCRError,
         ProcessingComplete,

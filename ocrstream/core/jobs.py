@@ -61,6 +61,7 @@ class FileResult:
     width: int | None = None
     height: int | None = None
     mode: str | None = None
+    page_count: int | None = None
     error: dict[str, str] | None = None
     text: str | None = None
     lines: list[dict[str, object]] | None = None
@@ -85,7 +86,12 @@ class FileResult:
 
 
 def _line_dict(line: OCRLine) -> dict[str, object]:
-    return {"text": line.text, "confidence": line.confidence, "bbox": list(line.bbox)}
+    return {
+        "text": line.text,
+        "confidence": line.confidence,
+        "bbox": list(line.bbox),
+        "page_index": line.page_index,
+    }
 
 
 def fold_file(files: dict[int, FileResult], event: Event) -> FileResult | None:
@@ -110,7 +116,7 @@ def fold_file(files: dict[int, FileResult], event: Event) -> FileResult | None:
     if isinstance(event, ImageValidationSuccess):
         result.status = "valid"
         result.format, result.width, result.height = event.format, event.width, event.height
-        result.mode = event.mode
+        result.mode, result.page_count = event.mode, event.page_count
     elif isinstance(event, ImageValidationError):
         result.status = "invalid"
         result.error = {"code": event.error.code, "message": event.error.message}

@@ -37,6 +37,7 @@ __all__ = [
     "identify_format",
     "inspect_image",
     "inspect_small_image",
+    "sniff_format",
 ]
 
 Image.MAX_IMAGE_PIXELS = None  # see the module docstring: the service enforces its own
@@ -72,6 +73,8 @@ _ACCEPTABLE_SIGNATURES: tuple[tuple[str, re.Pattern[bytes]], ...] = (
     ("WEBP", re.compile(rb"\ARIFF....WEBP", re.DOTALL)),
     ("TIFF", re.compile(rb"\A(?:II\*\x00|MM\x00\*|II\+\x00|MM\x00\+)")),
     ("BMP", re.compile(rb"\ABM")),
+    # Judged here, opened only in a worker process (ocrstream.documents.pdf).
+    ("PDF", re.compile(rb"\A%PDF-")),
 )
 # Other image formats, recognised only to say "unsupported" rather than "not an image".
 _OTHER_SIGNATURES: tuple[tuple[str, re.Pattern[bytes]], ...] = (
@@ -90,12 +93,15 @@ _OTHER_SIGNATURES: tuple[tuple[str, re.Pattern[bytes]], ...] = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImageFacts:
-    """What validation learnt of a good image; ``format`` as SPEC.md names it."""
+    """What validation learnt of a good image; ``format`` as SPEC.md names it; ``width``,
+    ``height`` and ``mode`` are the first page's; ``page_count`` is a TIFF's frames, 1 for
+    every other image."""
 
     format: str
     width: int
     height: int
     mode: str
+    page_count: int = 1
 
 
 def check_upload(*, file_index: int, size_bytes: int, max_files: int, max_file_size: int) -> None:
@@ -150,28 +156,93 @@ def _canonical(pillow_format: str | None, sniffed: str) -> str:
     return pillow_format
 
 
+def sniff_format(source: IO[bytes], *, allowed_formats: Collection[str]) -> str:
+    """The format of ``source`` judged from its first bytes.
+
+    Raises:
+        InvalidImage: ``not_an_image`` or ``unsupported_format``.
+    """
+    return _sniff(source, allowed_formats)
+
+
 def inspect_image(
-    source: IO[bytes], *, max_pixels: int, allowed_formats: Collection[str]
+    source: IO[bytes],
+    *,
+    max_pixels: int,
+    allowed_formats: Collection[str],
+    max_pages: int = 1,
 ) -> ImageFacts:
-    """Identify, bound and fully decode one image.
+    """Identify, bound and fully decode one image (a TIFF: every frame).
 
     Args:
         source: a seekable binary file holding the whole image.
-        max_pixels: MAX_IMAGE_PIXELS; a larger width x height is refused undecoded.
+        max_pixels: MAX_IMAGE_PIXELS; a larger width x height (of any TIFF frame) is
+            refused undecoded.
         allowed_formats: the formats accepted (ALLOWED_FORMATS).
+        max_pages: MAX_PAGES, the frames a TIFF may have.
 
     Returns:
-        The image's format, width, height and mode.
+        The image's format, its first page's width, height and mode, its page count.
 
     Raises:
-        InvalidImage: ``not_an_image``, ``unsupported_format``,
-            ``image_too_large`` or ``corrupt_image``.
+        InvalidImage: ``not_an_image``, ``unsupported_format``, ``image_too_large``,
+            ``too_many_pages`` or ``corrupt_image``.
+        ValueError: a PDF (PDFs are opened in worker processes only).
     """
     sniffed = _sniff(source, allowed_formats)
+    if sniffed == "PDF":
+        raise ValueError("a PDF is inspected in a worker process (ocrstream.documents.pdf)")
     with _decoding_errors(sniffed):
         facts = _read_header(source, sniffed, max_pixels=max_pixels)
+        if sniffed == "TIFF":
+            return _inspect_frames(source, facts, max_pixels=max_pixels, max_pages=max_pages)
         _decode(source, sniffed)
     return facts
+
+
+def _inspect_frames(
+    source: IO[bytes], facts: ImageFacts, *, max_pixels: int, max_pages: int
+) -> ImageFacts:
+    """Every frame of a TIFF is a page: count them (refusing more than ``max_pages``
+    before decoding any), check each one's pixels from its header, then decode each."""
+    source.seek(0)
+    with Image.open(source, formats=["TIFF"]) as image:
+        count = 1
+        while True:
+            try:
+                image.seek(count)
+            except EOFError:
+                break
+            count += 1
+            if count > max_pages:
+                raise InvalidImage(
+                    "too_many_pages",
+                    f"the TIFF has more than {max_pages} frames; the limit is {max_pages} "
+                    "pages per file (MAX_PAGES)",
+                )
+            width, height = image.size
+            _check_pixels(width, height, max_pixels=max_pixels, what=f"frame {count}")
+        for frame in range(count):
+            image.seek(frame)
+            image.load()
+    return ImageFacts(
+        format=facts.format,
+        width=facts.width,
+        height=facts.height,
+        mode=facts.mode,
+        page_count=count,
+    )
+
+
+def _check_pixels(width: int, height: int, *, max_pixels: int, what: str = "the image") -> None:
+    if width * height > max_pixels:
+        raise InvalidImage(
+            "image_too_large",
+            f"{what} is {width}x{height} = {width * height} pixels; the limit is "
+            f"{max_pixels} pixels (MAX_IMAGE_PIXELS)",
+        )
+    if width <= 0 or height <= 0:
+        raise InvalidImage("corrupt_image", f"{what} has no pixels")
 
 
 def inspect_small_image(
@@ -197,7 +268,7 @@ def inspect_small_image(
     if size_bytes > INLINE_MAX_BYTES:
         return None
     sniffed = _sniff(source, allowed_formats)
-    budget = INLINE_MAX_PIXELS.get(sniffed)
+    budget = INLINE_MAX_PIXELS.get(sniffed)  # never for a TIFF or a PDF
     if budget is None:
         return None
     with _decoding_errors(sniffed):
@@ -236,14 +307,7 @@ def _read_header(source: IO[bytes], sniffed: str, *, max_pixels: int) -> ImageFa
             mode=image.mode,
         )
         # The pixel budget is judged from the header alone, before any decoding.
-        if width * height > max_pixels:
-            raise InvalidImage(
-                "image_too_large",
-                f"the image is {width}x{height} = {width * height} pixels; the limit is "
-                f"{max_pixels} pixels (MAX_IMAGE_PIXELS)",
-            )
-        if width <= 0 or height <= 0:
-            raise InvalidImage("corrupt_image", "the image has no pixels")
+        _check_pixels(width, height, max_pixels=max_pixels)
         # verify() checks what decoding alone may not (PNG chunk CRCs, for one)…
         image.verify()
     return facts

@@ -25,10 +25,13 @@ from ocrstream.http.fanout import FanOut
 from ocrstream.http.handoff import WatcherStreams
 from ocrstream.http.problems import problem, problem_response
 from ocrstream.http.request_headers import bearer_ok
+from ocrstream.http.results import add_result_routes
 from ocrstream.http.routes import add_routes
 from ocrstream.http.state import OCRStreamApp, ServiceState
 from ocrstream.http.web import web
+from ocrstream.service.documents import run_document_workers
 from ocrstream.service.memory.broadcast import Broadcaster
+from ocrstream.service.memory.originals import OriginalFiles
 from ocrstream.service.memory.registry import JobHandle, JobRegistry
 from ocrstream.service.metrics import Metrics
 from ocrstream.service.ocr import run_ocr_service
@@ -106,11 +109,25 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         if settings.ocr_engine != "none":
             state.ocr, state.ocr_scope = await app.nursery.start(run_ocr_service, settings)
 
+    @app.before_serving
+    async def start_document_workers() -> None:
+        # Recognised files' bytes, for the searchable-PDF export, live as long as the app.
+        registry.originals = OriginalFiles()
+        state.documents, state.documents_scope = await app.nursery.start(
+            run_document_workers, settings
+        )
+
     @app.after_serving
     async def stop_ocr_workers() -> None:
         if state.ocr_scope is not None:
             state.ocr_scope.cancel()
             state.ocr, state.ocr_scope = None, None
+        if state.documents_scope is not None:
+            state.documents_scope.cancel()
+            state.documents, state.documents_scope = None, None
+        if registry.originals is not None:
+            registry.originals.close()
+            registry.originals = None
 
     @app.errorhandler(RequestRefused)
     async def refused(error: RequestRefused) -> Response:
@@ -140,4 +157,5 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
             raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
 
     add_routes(app, state)
+    add_result_routes(app, state)
     return app

@@ -11,7 +11,7 @@ import hmac
 from python_multipart.multipart import parse_options_header
 from quart import request
 
-from ocrstream.core.errors import ContentTooLarge, UnsupportedMediaType
+from ocrstream.core.errors import BadQuery, ContentTooLarge, UnsupportedMediaType
 
 __all__ = [
     "OCR_OFF",
@@ -20,6 +20,7 @@ __all__ = [
     "last_event_id",
     "multipart_boundary",
     "ocr_requested",
+    "pdf_text_requested",
 ]
 
 #: ``?ocr=`` values that skip OCR for one request.
@@ -89,3 +90,17 @@ def content_length(limit: int) -> int | None:
 def ocr_requested() -> bool:
     """False when the request says ``?ocr=false`` (or ``0``, ``no``, ``off``)."""
     return request.args.get("ocr", "true").strip().lower() not in OCR_OFF
+
+
+def pdf_text_requested() -> str | None:
+    """The request's ``?pdf_text=`` (``auto`` or ``ocr``), None when absent.
+
+    Raises:
+        BadQuery: any other value.
+    """
+    value = request.args.get("pdf_text")
+    if value is None:
+        return None
+    if value not in {"auto", "ocr"}:
+        raise BadQuery(f"pdf_text must be auto or ocr, not {value[:40]!r}")
+    return value

@@ -16,6 +16,7 @@ from ocrstream.http.request_headers import (
     last_event_id,
     multipart_boundary,
     ocr_requested,
+    pdf_text_requested,
 )
 from ocrstream.http.responses import sse_response, watcher_response
 from ocrstream.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -60,6 +61,7 @@ def add_routes(app: OCRStreamApp, state: ServiceState) -> None:
 
     @app.post("/api/ocr")
     async def submit() -> Response:
+        pdf_text = pdf_text_requested()
         boundary = multipart_boundary()
         length = content_length(settings.request_size_limit)
         ocr = _ocr_for_request(state)
@@ -78,7 +80,7 @@ def add_routes(app: OCRStreamApp, state: ServiceState) -> None:
             state,
             handle,
             req.body,
-            JobOptions(boundary=boundary, content_length=length),
+            JobOptions(boundary=boundary, content_length=length, pdf_text=pdf_text),
             ocr,
         )
         # The head goes out once the whole body has arrived (with upload_started) or
@@ -134,6 +136,7 @@ async def _run_job_counted(
             settings=state.settings,
             limiter=state.decode_limiter,
             ocr=ocr,
+            documents=state.documents,
         )
     finally:
         state.job_tasks_running -= 1

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from ocrstream.core.config import Settings
     from ocrstream.http.fanout import FanOut
+    from ocrstream.service.documents import DocumentWorkers
     from ocrstream.service.memory.broadcast import Broadcaster
     from ocrstream.service.memory.registry import JobRegistry
     from ocrstream.service.metrics import Metrics
@@ -38,6 +39,8 @@ class ServiceState:
         decode_limiter: bounds image-decoding threads across all requests.
         ocr: the OCR workers, while they run.
         ocr_scope: cancels the OCR workers.
+        documents: the worker processes that open PDFs, while they run.
+        documents_scope: cancels them.
         open_streams: SSE responses open now (uploads and watchers together).
         shutting_down: set on SIGTERM/SIGINT; new uploads are refused.
         job_tasks_running: upload jobs whose task has not ended yet.
@@ -51,6 +54,8 @@ class ServiceState:
     decode_limiter: trio.CapacityLimiter
     ocr: OCRService | None = None
     ocr_scope: trio.CancelScope | None = None
+    documents: DocumentWorkers | None = None
+    documents_scope: trio.CancelScope | None = None
     open_streams: int = 0
     shutting_down: bool = False
     job_tasks_running: int = 0

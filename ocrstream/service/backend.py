@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     import trio
 
+    from ocrstream.core.documents import Document
     from ocrstream.core.envelope import Envelope
     from ocrstream.core.events import Event
     from ocrstream.core.jobs import JobRecord
@@ -71,6 +72,19 @@ class Job(Protocol):
 
     async def wait_first_event(self) -> None:
         """Return once the job has published its first event."""
+        ...
+
+    async def keep_result(self, document: Document, data: bytes) -> None:
+        """Keep a recognised file's pages (with their words) and its bytes for the
+        results route, for as long as the job is kept."""
+        ...
+
+    def document(self, file_index: int) -> Document | None:
+        """A recognised file's pages, or None when it has none (yet)."""
+        ...
+
+    async def original(self, file_index: int) -> bytes | None:
+        """A recognised file's bytes, or None when they are not kept."""
         ...
 
 

@@ -1,11 +1,12 @@
 """OCR as a service to jobs: a fair queue in front of killable worker processes.
 
-Every valid file of every job asks :meth:`OCRService.slot` for one of OCR_WORKERS
-slots. Waiting files are served round-robin *by job*, so a 20-file upload cannot
-starve a 1-file upload that arrives after it: the newcomer gets the next free slot.
-Inside a slot the image goes to a trio-parallel worker process; cancelling the job
-kills that process (``kill_on_cancel``) and frees the CPU at once, and files still
-waiting for a slot never start.
+The unit of work is the page. Every page of every valid file of every job asks
+:meth:`OCRService.slot` for one of OCR_WORKERS slots. Waiting pages are served
+round-robin *by job* (then in the order they asked: file by file, page by page), so a
+20-page PDF keeps every worker busy, yet a 1-file upload that arrives after it gets the
+next free slot. Inside a slot the page goes to a trio-parallel worker process;
+cancelling the job kills that process (``kill_on_cancel``) and frees the CPU at once,
+and pages still waiting for a slot never start.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ import trio_parallel
 
 from ocrstream.core.errors import OCRError
 from ocrstream.engines.base import EngineOptions
-from ocrstream.engines.worker import init, recognize_bytes, retire
+from ocrstream.engines.worker import PageRequest, init, recognize_page, retire
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Hashable, Iterator
 
     from ocrstream.core.config import Settings
-    from ocrstream.engines.base import PageText
+    from ocrstream.core.documents import Page
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +132,9 @@ class OCRService:
         """Wait for this job's turn at a worker (an async context manager)."""
         return self._scheduler.slot(job_key)
 
-    async def recognize(self, data: bytes) -> PageText:
-        """Recognise one image in a worker process; call it while holding a slot.
+    async def recognize(self, data: bytes, request: PageRequest | None = None) -> Page:
+        """Read one page of the file ``data`` in a worker process (an image's only page
+        when ``request`` is None); call it while holding a slot.
 
         Raises:
             OCRError: ``ocr_timeout`` past OCR_TIMEOUT (the worker is killed), or
@@ -140,8 +142,10 @@ class OCRService:
         """
         with trio.move_on_after(self._timeout) as deadline:
             try:
-                page: PageText = await self._context.run_sync(
-                    recognize_bytes, self.engine, data, kill_on_cancel=True, limiter=self._limiter
+                page: Page = await self._context.run_sync(
+                    partial(recognize_page, self.engine, data, request or PageRequest()),
+                    kill_on_cancel=True,
+                    limiter=self._limiter,
                 )
                 return page
             except trio_parallel.BrokenWorkerError:
@@ -153,7 +157,7 @@ class OCRService:
                 raise OCRError("ocr_failed", f"the OCR engine failed: {detail}") from None
         assert deadline.cancelled_caught
         raise OCRError(
-            "ocr_timeout", f"OCR took longer than {self._timeout:g} seconds (OCR_TIMEOUT)"
+            "ocr_timeout", f"OCR of a page took longer than {self._timeout:g} seconds (OCR_TIMEOUT)"
         )
 
     async def warm_up(self) -> None:

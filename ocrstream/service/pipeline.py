@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING
 
 import trio
 
+from ocrstream.core.documents import Document, Page
 from ocrstream.core.errors import (
     InvalidImage,
     NoFiles,
@@ -36,13 +37,21 @@ from ocrstream.core.events import (
     ImageValidationStart,
     ImageValidationSuccess,
     OCRLine,
+    PageOCRSuccess,
     ProcessingComplete,
     ProcessingError,
     UploadStarted,
     error_info,
 )
 from ocrstream.core.holdback import Holdback, Tally
-from ocrstream.core.validation import check_upload, inspect_image, inspect_small_image
+from ocrstream.core.validation import (
+    ImageFacts,
+    check_upload,
+    inspect_image,
+    inspect_small_image,
+    sniff_format,
+)
+from ocrstream.engines.worker import PageRequest
 from ocrstream.service.intake import IntakeLimits, PartCollector, ReceivedFile, receive_upload
 
 if TYPE_CHECKING:
@@ -50,6 +59,7 @@ if TYPE_CHECKING:
 
     from ocrstream.core.config import Settings
     from ocrstream.service.backend import Job
+    from ocrstream.service.documents import DocumentWorkers
     from ocrstream.service.ocr import OCRService
 
 __all__ = [
@@ -81,6 +91,8 @@ class JobOptions:
 
     boundary: bytes
     content_length: int | None
+    #: ``pdf_text`` of the query (``auto`` or ``ocr``), None for PDF_TEXT's.
+    pdf_text: str | None = None
 
 
 def intake_limits(settings: Settings) -> IntakeLimits:
@@ -103,6 +115,7 @@ async def run_job(
     settings: Settings,
     limiter: trio.CapacityLimiter,
     ocr: OCRService | None = None,
+    documents: DocumentWorkers | None = None,
 ) -> None:
     """Run one upload's job to its terminal event.
 
@@ -113,6 +126,7 @@ async def run_job(
         settings: the server's settings.
         limiter: bounds the decoding threads across all requests.
         ocr: the OCR workers, or None when this job skips OCR.
+        documents: the workers that open PDFs (None: PDFs are refused).
     """
     collector: PartCollector | None = None
     send, receive = trio.open_memory_channel[Event](settings.pipeline_buffer)
@@ -132,7 +146,12 @@ async def run_job(
                         collector=collector,
                         options=options,
                         work=_FileWork(
-                            settings=settings, limiter=limiter, ocr=ocr, job_key=handle.job_id
+                            settings=settings,
+                            limiter=limiter,
+                            ocr=ocr,
+                            documents=documents,
+                            job=handle,
+                            use_text_layer=(options.pdf_text or settings.pdf_text) == "auto",
                         ),
                     )
             if unread is not None:
@@ -264,7 +283,9 @@ class _FileWork:
     settings: Settings
     limiter: trio.CapacityLimiter
     ocr: OCRService | None
-    job_key: str
+    documents: DocumentWorkers | None
+    job: Job
+    use_text_layer: bool
 
 
 async def _check_file(
@@ -278,7 +299,7 @@ async def _check_file(
     with send:
         try:
             await send.send(ImageValidationStart(file_index=file.index, file_name=file.name))
-            result = await _validate(file, settings=work.settings, limiter=work.limiter)
+            result = await _validate(file, work=work)
             if isinstance(result, ImageValidationSuccess):
                 tally.valid += 1
             else:
@@ -289,14 +310,15 @@ async def _check_file(
             if announcement is not None:
                 await send.send(announcement)
             if work.ocr is not None and isinstance(result, ImageValidationSuccess):
-                await _recognize(file, send, tally=tally, work=work, ocr=work.ocr)
+                await _recognize(file, result, send, tally=tally, work=work, ocr=work.ocr)
         finally:
             file.close()
 
 
 async def _validate(
-    file: ReceivedFile, *, settings: Settings, limiter: trio.CapacityLimiter
+    file: ReceivedFile, *, work: _FileWork
 ) -> ImageValidationSuccess | ImageValidationError:
+    settings = work.settings
     try:
         check_upload(
             file_index=file.index,
@@ -314,15 +336,7 @@ async def _validate(
             allowed_formats=settings.allowed_formats,
         )
         if facts is None:
-            facts = await trio.to_thread.run_sync(
-                partial(
-                    inspect_image,
-                    file.spool,
-                    max_pixels=settings.max_image_pixels,
-                    allowed_formats=settings.allowed_formats,
-                ),
-                limiter=limiter,
-            )
+            facts = await _inspect(file.spool, work=work)
     except InvalidImage as error:
         return ImageValidationError(
             file_index=file.index,
@@ -338,6 +352,35 @@ async def _validate(
         width=facts.width,
         height=facts.height,
         mode=facts.mode,
+        page_count=facts.page_count,
+    )
+
+
+async def _inspect(spool: IO[bytes], *, work: _FileWork) -> ImageFacts:
+    """An image in a decoding thread; a PDF in a document worker process."""
+    settings = work.settings
+    if sniff_format(spool, allowed_formats=settings.allowed_formats) != "PDF":
+        return await trio.to_thread.run_sync(
+            partial(
+                inspect_image,
+                spool,
+                max_pixels=settings.max_image_pixels,
+                allowed_formats=settings.allowed_formats,
+                max_pages=settings.max_pages,
+            ),
+            limiter=work.limiter,
+        )
+    if work.documents is None:
+        raise InvalidImage("unsupported_format", "this server opens no PDFs")
+    data = await trio.to_thread.run_sync(_read_spool, spool, limiter=work.limiter)
+    pdf = await work.documents.probe_pdf(
+        data,
+        max_pages=settings.max_pages,
+        dpi=settings.render_dpi,
+        max_pixels=settings.max_image_pixels,
+    )
+    return ImageFacts(
+        format="PDF", width=pdf.width, height=pdf.height, mode="RGB", page_count=pdf.page_count
     )
 
 
@@ -346,48 +389,139 @@ def _read_spool(spool: IO[bytes]) -> bytes:
     return spool.read()
 
 
+def _ocr_lines(page: Page) -> tuple[OCRLine, ...]:
+    return tuple(
+        OCRLine(
+            text=line.text,
+            confidence=line.confidence,
+            bbox=line.bbox,
+            page_index=page.page_index,
+        )
+        for line in page.lines
+    )
+
+
+class _PageFailed(Exception):
+    """One page of a file failed: the file ends with its error."""
+
+    def __init__(self, page_index: int, error: OCRError) -> None:
+        super().__init__(error.message)
+        self.page_index = page_index
+        self.error = error
+
+
 async def _recognize(
     file: ReceivedFile,
+    valid: ImageValidationSuccess,
     send: trio.MemorySendChannel[Event],
     *,
     tally: Tally,
     work: _FileWork,
     ocr: OCRService,
 ) -> None:
-    """Wait for this job's turn at a worker, then recognise the file there."""
-    result: Event
-    # The spool (on disk past 256 KiB) is read only once a worker is free, so files
-    # queued for OCR do not hold their bytes in memory.
-    async with ocr.slot(work.job_key):
-        await send.send(
-            ImageOCRStart(file_index=file.index, file_name=file.name, engine=ocr.engine)
+    """Recognise the file page by page: every page waits for this job's turn at a
+    worker, so one file's pages spread over every free worker.
+
+    ``image_ocr_start`` goes out when the file's first page reaches a worker; each page
+    of a file of several sends its ``page_ocr_success`` as it finishes (in any order);
+    the first page that fails cancels the others and ends the file with its error.
+    """
+    pages: dict[int, Page] = {}
+    data: bytes | None = None
+    reading = trio.Lock()
+    started = trio.Event()
+    began = 0.0
+    multi_page = valid.page_count > 1
+
+    async def file_bytes() -> bytes:
+        # The spool (on disk past 256 KiB) is read once a worker is free for the file's
+        # first page, so files queued for OCR do not hold their bytes in memory.
+        nonlocal data
+        async with reading:
+            if data is None:
+                assert file.spool is not None
+                data = await trio.to_thread.run_sync(_read_spool, file.spool, limiter=work.limiter)
+            return data
+
+    async def read_page(page_index: int) -> None:
+        request = PageRequest(
+            format=valid.format,
+            page_index=page_index,
+            dpi=work.settings.render_dpi,
+            max_pixels=work.settings.max_image_pixels,
+            use_text_layer=work.use_text_layer,
         )
-        assert file.spool is not None
-        data = await trio.to_thread.run_sync(_read_spool, file.spool, limiter=work.limiter)
-        started = trio.current_time()
-        try:
-            page = await ocr.recognize(data)
-        except OCRError as error:
-            tally.ocr_error += 1
-            result = ImageOCRError(
-                file_index=file.index,
-                file_name=file.name,
-                error=error_info(error),
-            )
-        else:
-            tally.ocr_success += 1
-            result = ImageOCRSuccess(
-                file_index=file.index,
-                file_name=file.name,
-                text=page.text,
-                lines=tuple(
-                    OCRLine(
-                        text=line.text,
-                        confidence=min(1.0, max(0.0, line.confidence)),
-                        bbox=line.bbox,
+        async with ocr.slot(work.job.job_id):
+            if not started.is_set():
+                nonlocal began
+                started.set()
+                began = trio.current_time()
+                await send.send(
+                    ImageOCRStart(
+                        file_index=file.index,
+                        file_name=file.name,
+                        engine=ocr.engine,
+                        page_count=valid.page_count,
                     )
-                    for line in page.lines
-                ),
-                duration_ms=round((trio.current_time() - started) * 1000, 3),
+                )
+            content = await file_bytes()
+            began_page = trio.current_time()
+            try:
+                page = await ocr.recognize(content, request)
+            except OCRError as error:
+                raise _PageFailed(page_index, error) from None
+        pages[page_index] = page
+        if multi_page:
+            await send.send(
+                PageOCRSuccess(
+                    file_index=file.index,
+                    file_name=file.name,
+                    page_index=page_index,
+                    page_count=valid.page_count,
+                    source=page.source,
+                    width=page.width,
+                    height=page.height,
+                    text=page.text,
+                    lines=_ocr_lines(page),
+                    duration_ms=round((trio.current_time() - began_page) * 1000, 3),
+                )
             )
-        await send.send(result)
+
+    result: Event
+    try:
+        async with trio.open_nursery() as nursery:
+            for page_index in range(valid.page_count):
+                nursery.start_soon(read_page, page_index)
+    except* _PageFailed as group:
+        failed = min(
+            (error for error in group.exceptions if isinstance(error, _PageFailed)),
+            key=lambda error: error.page_index,
+        )
+        tally.ocr_error += 1
+        result = ImageOCRError(
+            file_index=file.index,
+            file_name=file.name,
+            error=error_info(failed.error),
+            page_index=failed.page_index,
+        )
+    else:
+        ordered = tuple(pages[index] for index in range(valid.page_count))
+        document = Document(
+            file_index=file.index,
+            file_name=file.name,
+            format=valid.format,
+            page_count=valid.page_count,
+            pages=ordered,
+        )
+        assert data is not None
+        await work.job.keep_result(document, data)
+        tally.ocr_success += 1
+        result = ImageOCRSuccess(
+            file_index=file.index,
+            file_name=file.name,
+            page_count=valid.page_count,
+            text=document.text,
+            lines=tuple(line for page in ordered for line in _ocr_lines(page)),
+            duration_ms=round((trio.current_time() - began) * 1000, 3),
+        )
+    await send.send(result)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, get_type_hints
 
 from ocrstream.core import events
+from ocrstream.core.documents import Document
 from ocrstream.core.envelope import Envelope
 from ocrstream.core.errors import (
     OCR_ERROR_CODES,
     PROCESSING_ERROR_CODES,
     VALIDATION_ERROR_CODES,
     RequestRefused,
+    ResultUnavailable,
 )
 from ocrstream.core.jobs import FileResult, JobStatus
 from ocrstream.core.openapi.schema import (
@@ -48,6 +50,9 @@ def problem_codes() -> dict[int, list[str]]:
         pending.extend(cls.__subclasses__())
         if cls.code:
             codes.setdefault(cls.status_hint, []).append(cls.code)
+        elif cls is ResultUnavailable:
+            # A failed file's problem carries the code of the file's own error.
+            codes.setdefault(cls.status_hint, []).extend(VALIDATION_ERROR_CODES + OCR_ERROR_CODES)
     return {status: sorted(found) for status, found in sorted(codes.items())}
 
 
@@ -143,6 +148,7 @@ def add_components(builder: SchemaBuilder) -> tuple[dict[str, str], dict[str, st
         "required": ["type", "title", "status", "detail", "code"],
     }
 
+    builder.dataclass_ref(Document, name="FileDocument")
     builder.dataclass_ref(
         FileResult,
         overrides={

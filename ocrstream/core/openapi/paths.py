@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ocrstream.core.openapi.components import problem_codes
+from ocrstream.core.openapi.results import export_operation
 from ocrstream.core.openapi.schema import Schema, ref
 
 if TYPE_CHECKING:
@@ -303,6 +304,14 @@ def paths(
         "/api/ocr": {"post": submit},
         "/api/ocr/{job_id}": {"get": snapshot},
         "/api/ocr/{job_id}/events": {"get": watch},
+        "/api/ocr/{job_id}/files/{file_index}": {
+            "get": export_operation(
+                job_id=job_id,
+                unauthorized=unauthorized,
+                problem=lambda status, description: _problem(status, description, codes),
+                extra=api_extra,
+            )
+        },
         "/api/events": {"get": firehose},
         "/healthz": plain("health", "Liveness", "application/json", ref("Health")),
         "/readyz": {

@@ -30,7 +30,9 @@ from ocrstream.service.cursor import ClosingCursor
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from ocrstream.core.documents import Document
     from ocrstream.core.envelope import Envelope
+    from ocrstream.service.memory.originals import OriginalFiles
 
 __all__ = ["JobCursor", "JobHandle", "JobRegistry", "RegistryStatistics"]
 
@@ -48,6 +50,7 @@ class JobHandle:
 
     __slots__ = (
         "_changed",
+        "_documents",
         "_expired",
         "_registry",
         "_wire",
@@ -72,6 +75,8 @@ class JobHandle:
         # seq]`` is ``id: <seq>``, ``_wire[2 * seq + 1]`` the same bytes the firehose sends.
         self._wire: list[bytes] = []
         self.done = trio.Event()
+        # Recognised files' pages with their words, for the results route.
+        self._documents: dict[int, Document] = {}
 
     @property
     def job_id(self) -> str:
@@ -131,6 +136,24 @@ class JobHandle:
         """Return once the job has published its first event (at once if it has)."""
         while self.record.next_seq == 0:
             await self.wait_changed()
+
+    async def keep_result(self, document: Document, data: bytes) -> None:
+        """Keep a recognised file's pages and (on disk) its bytes while the job is kept."""
+        originals = self._registry.originals
+        if originals is not None:
+            await trio.to_thread.run_sync(originals.save, self.job_id, document.file_index, data)
+        self._documents[document.file_index] = document
+
+    def document(self, file_index: int) -> Document | None:
+        """A recognised file's pages, or None."""
+        return self._documents.get(file_index)
+
+    async def original(self, file_index: int) -> bytes | None:
+        """A recognised file's kept bytes, or None."""
+        originals = self._registry.originals
+        if originals is None or file_index not in self._documents:
+            return None
+        return await trio.to_thread.run_sync(originals.load, self.job_id, file_index)
 
 
 class JobCursor(ClosingCursor):
@@ -194,6 +217,8 @@ class JobRegistry:
             stays bounded whatever the request rate.
         on_publish: sync callables given every published event (the firehose ring,
             the metrics); they must not block.
+        originals: where recognised files' bytes are kept (None: not kept, so no
+            searchable PDF can be made).
     """
 
     def __init__(
@@ -202,7 +227,9 @@ class JobRegistry:
         result_ttl: float,
         max_retained: int = 10_000,
         on_publish: Sequence[Callable[[Envelope], object]] = (),
+        originals: OriginalFiles | None = None,
     ) -> None:
+        self.originals = originals
         self._result_ttl = result_ttl
         self._max_retained = max_retained
         self._on_publish = tuple(on_publish)
@@ -273,6 +300,8 @@ class JobRegistry:
 
     def _drop(self, handle: JobHandle) -> None:
         self._jobs.pop(handle.job_id, None)
+        if self.originals is not None and handle._documents:
+            self.originals.drop(handle.job_id)
 
     def _published(self, handle: JobHandle, envelope: Envelope) -> None:
         for listener in self._on_publish:
