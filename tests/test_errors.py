@@ -74,3 +74,23 @@ def test_engine_unavailable_is_in_the_tree() -> None:
 
     assert EngineUnavailable is errors.EngineUnavailable
     assert issubclass(EngineUnavailable, errors.ConfigError)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.InvalidImage("encrypted_document", "the PDF is encrypted and needs a password"),
+        errors.InvalidImage("too_many_pages", "the PDF has 101 pages, over MAX_PAGES (100)"),
+        errors.OCRError("ocr_failed", "the engine raised"),
+    ],
+)
+def test_file_errors_come_back_from_worker_processes_intact(
+    error: errors.InvalidImage | errors.OCRError,
+) -> None:
+    # trio-parallel pickles what a worker raises; the copy must be the same error.
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert (copy.code, copy.message, copy.args) == (error.code, error.message, error.args)
+    assert copy.status_hint == error.status_hint

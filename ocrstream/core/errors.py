@@ -268,6 +268,11 @@ class InvalidImage(OCRStreamError):
         super().__init__(message)
         self.code = code  # type: ignore[misc]  # per-instance refinement of the ClassVar
 
+    def __reduce__(self) -> tuple[type[InvalidImage], tuple[str, str], dict[str, object]]:
+        # Raised in worker processes and pickled back: rebuilt from (code, message), as
+        # the default (from ``args``, the message alone) would not call ``__init__`` right.
+        return type(self), (self.code, self.message), dict(self.__dict__)
+
 
 class OCRError(OCRStreamError):
     """One file failed OCR.
@@ -283,6 +288,10 @@ class OCRError(OCRStreamError):
             raise ValueError(f"unknown OCR error code {code!r}")
         super().__init__(message)
         self.code = code  # type: ignore[misc]
+
+    def __reduce__(self) -> tuple[type[OCRError], tuple[str, str], dict[str, object]]:
+        # As InvalidImage: it comes back from worker processes.
+        return type(self), (self.code, self.message), dict(self.__dict__)
 
 
 _ABSTRACT: frozenset[type[OCRStreamError]] = frozenset(
