@@ -26,6 +26,7 @@ __all__ = [
     "raw_pdf",
     "rotated",
     "scanned",
+    "sideways",
     "truncated_pdf",
     "with_javascript_and_attachment",
 ]
@@ -73,6 +74,18 @@ def born_digital(pages: tuple[TextPage, ...] = BORN_DIGITAL) -> bytes:
         for x, y, text in page.lines:
             pdf.text(x, y, text)
     return bytes(pdf.output())
+
+
+def sideways() -> bytes:
+    """A page whose text is drawn turned 90 degrees and shown upright by ``/Rotate 90``
+    (how a landscape page often comes out of a scanner's PDF)."""
+    pdf = FPDF(unit="pt", format=(612, 792))
+    pdf.add_page()
+    pdf.set_font("helvetica", size=14)
+    with pdf.rotation(90, 300, 700):
+        pdf.text(300, 700, "first line sideways")
+        pdf.text(300, 720, "second line sideways")
+    return rotated(bytes(pdf.output()), 90)
 
 
 def scanned(

@@ -317,8 +317,17 @@ def _dark_box(image: Image.Image) -> tuple[int, int, int, int] | None:
         *(pdfs.rotated(BORN_DIGITAL, degrees) for degrees in (90, 180, 270)),
         pdfs.cropped(BORN_DIGITAL, (50, 700, 400, 780)),
         pdfs.rotated(pdfs.cropped(BORN_DIGITAL, (50, 700, 400, 780)), 90),
+        pdfs.sideways(),
     ],
-    ids=["upright", "rotate-90", "rotate-180", "rotate-270", "cropped", "cropped-rotate-90"],
+    ids=[
+        "upright",
+        "rotate-90",
+        "rotate-180",
+        "rotate-270",
+        "cropped",
+        "cropped-rotate-90",
+        "sideways-made-upright",
+    ],
 )
 def test_text_layer_boxes_fall_on_the_rendered_words(data: bytes) -> None:
     dpi = 100.0
@@ -351,6 +360,15 @@ def test_a_rotated_page_keeps_its_lines() -> None:
     )
     for line in page.lines:  # the lines run down the page now
         assert line.bbox[3] - line.bbox[1] > line.bbox[2] - line.bbox[0]
+
+
+def test_sideways_text_made_upright_by_rotate_reads_in_order() -> None:
+    page = _text_page(pdfs.sideways())
+    assert page.text == "first line sideways\nsecond line sideways"
+    assert (page.width, page.height) == _raster(792, 612, DPI)
+    for line in page.lines:  # upright on the raster: wider than tall
+        assert line.bbox[2] - line.bbox[0] > line.bbox[3] - line.bbox[1]
+    assert page.lines[0].bbox[3] <= page.lines[1].bbox[1] + 1
 
 
 def test_text_outside_the_crop_box_is_left_out() -> None:

@@ -24,7 +24,7 @@ import pypdfium2.raw as pdfium_c  # type: ignore[import-untyped]
 
 from ocrstream.core.documents import Page
 from ocrstream.core.errors import InvalidImage
-from ocrstream.documents.textlayer import read_text_layer
+from ocrstream.documents.textlayer import TextLayer, read_text_layer
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -263,7 +263,7 @@ def read_pdf_page(
         page = _load_page(document, page_index)
         try:
             if use_text_layer:
-                read = read_text_layer(page, raster=(width, height))
+                read = _text_layer(page, raster=(width, height))
                 if read is not None:
                     return Page(
                         page_index=page_index,
@@ -279,6 +279,13 @@ def read_pdf_page(
             page.close()
     finally:
         document.close()
+
+
+def _text_layer(page: Any, *, raster: tuple[int, int]) -> TextLayer | None:
+    try:
+        return read_text_layer(page, raster=raster)
+    except pdfium.PdfiumError:
+        return None  # a text page PDFium cannot load: the page is recognised instead
 
 
 def _render(page: Any, page_index: int, dpi: float) -> Image.Image:
