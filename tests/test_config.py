@@ -15,7 +15,8 @@ def test_defaults_match_the_spec() -> None:
     assert settings.request_size_limit == 20 * 10 * MIB + MIB
     assert settings.max_parts == 100
     assert settings.max_image_pixels == 40_000_000
-    assert settings.allowed_formats == {"JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF"}
+    assert settings.allowed_formats == {"JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PDF"}
+    assert (settings.max_pages, settings.render_dpi, settings.pdf_text) == (100, 200, "auto")
     assert settings.event_buffer == 1000
     assert settings.max_streams == 1000
     assert settings.keepalive_interval == 15

@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 from ocrstream.core.documents import Line, Page, Word, clamp_confidence, with_words
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from types import ModuleType
 
     from ocrstream.engines.base import EngineOptions, PageText
@@ -157,7 +158,7 @@ def _recognize(name: str, image: Image.Image) -> PageText:
     return engine_module(name).recognize(image)  # type: ignore[no-any-return]
 
 
-def _stored_dpi(info: dict[str, object]) -> float | None:
+def _stored_dpi(info: Mapping[object, object]) -> float | None:
     dpi = info.get("dpi")
     if isinstance(dpi, tuple) and dpi and isinstance(dpi[0], (int, float)) and dpi[0] > 0:
         return round(float(dpi[0]), 3)

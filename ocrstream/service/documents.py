@@ -18,8 +18,6 @@ import trio
 import trio_parallel
 
 from ocrstream.core.errors import InvalidImage
-from ocrstream.documents.pdf import probe_pdf
-from ocrstream.documents.searchable import build_searchable_pdf
 from ocrstream.engines.worker import ignore_signals
 
 if TYPE_CHECKING:
@@ -72,9 +70,10 @@ class DocumentWorkers:
         """
         with trio.move_on_after(self.timeout):
             try:
-                return await self._context.run_sync(
+                result: T = await self._context.run_sync(
                     function, kill_on_cancel=True, limiter=self._limiter
                 )
+                return result
             except trio_parallel.BrokenWorkerError:
                 raise DocumentWorkerFailed("its worker process died") from None
         raise DocumentWorkerFailed(f"it took longer than {self.timeout:g} seconds")
@@ -88,6 +87,10 @@ class DocumentWorkers:
             InvalidImage: the PDF's own refusal, or ``corrupt_image`` when opening it
                 crashed or hung its worker.
         """
+        # Imported here: the server process never needs PDFium or qpdf loaded, only the
+        # workers the functions are sent to do.
+        from ocrstream.documents.pdf import probe_pdf
+
         try:
             return await self.run(
                 partial(probe_pdf, data, max_pages=max_pages, dpi=dpi, max_pixels=max_pixels)
@@ -103,6 +106,8 @@ class DocumentWorkers:
         Raises:
             DocumentWorkerFailed: the build crashed or ran past its time.
         """
+        from ocrstream.documents.searchable import build_searchable_pdf
+
         return await self.run(partial(build_searchable_pdf, data, format=format, document=document))
 
 
