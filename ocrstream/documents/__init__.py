@@ -1,0 +1,8 @@
+"""Documents in and out: the code here parses and writes PDFs and images, so it runs in
+worker processes only, never on the server's event loop (SPEC "Documents and pages": no
+byte of an uploaded PDF is parsed in the server's own process).
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
