@@ -337,3 +337,24 @@ def test_the_font_is_one_cell_glyph_half_an_em_wide() -> None:
     assert (font["hhea"].ascent, font["hhea"].descent) == (800, -200)
     cell = font["glyf"]["cell"]
     assert (cell.xMin, cell.yMin, cell.xMax, cell.yMax) == (0, -200, 500, 800)
+
+
+def test_a_page_that_inherits_its_resources_keeps_them(tmp_path: Path) -> None:
+    # Page.add_resource copies inherited resources onto the page before adding to them.
+    pdf = pikepdf.new()
+    page = pdf.add_blank_page(page_size=(300, 200))
+    font = pdf.make_indirect(
+        pikepdf.Dictionary(
+            Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica
+        )
+    )
+    pdf.Root.Pages.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font))
+    del page.obj["/Resources"]
+    page.obj.Contents = pdf.make_stream(b"BT /F1 20 Tf 20 150 Td (Inherited) Tj ET")
+    buffer = io.BytesIO()
+    pdf.save(buffer)
+    line = _line("Added", (40, 200, 200, 240))
+    out = build_searchable_pdf(
+        buffer.getvalue(), format="PDF", document=_document([_page(0, (600, 400), (line,))])
+    )
+    assert _page_texts(out, tmp_path) == ["Inherited Added"]
