@@ -46,3 +46,17 @@ def test_the_markers() -> None:
     with pytest.raises(fake.FakeEngineError):
         fake.recognize(_image("please FAIL"))
     assert fake.recognize(_image("SLEEP:0 done")).text == "SLEEP:0 done"
+
+
+def test_each_line_has_its_words_boxed_along_it() -> None:
+    image = _image("Total 1,234.56 EUR\nThank you", size=(360, 80))
+    total, thanks = fake.recognize(image).lines
+    assert [word.text for word in total.words] == ["Total", "1,234.56", "EUR"]
+    assert [word.text for word in thanks.words] == ["Thank", "you"]
+    # In proportion to the characters along the line's box (0..360 wide, 18 characters).
+    assert [word.bbox for word in total.words] == [
+        (0, 0, 100, 40),
+        (120, 0, 280, 40),
+        (300, 0, 360, 40),
+    ]
+    assert all(word.confidence == 1.0 for word in total.words)

@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from ocrstream.engines import rapidocr
+from ocrstream.engines import base, rapidocr
 from ocrstream.engines.base import EngineUnavailable, PageText
 from ocrstream.engines.rapidocr import adapter, spacing
 from tests.engine_contract import (
     assert_page_contract,
     assert_reading_order,
+    assert_words_where_drawn,
     invoice_in_mode,
     transparent_invoice,
+    words_page,
 )
 from tests.invoices import exact_lines, invoice_set
 
@@ -342,3 +344,80 @@ def test_weak_evidence_leaves_the_raw_text() -> None:
 )
 def test_number_boundary(text: str, index: int, expected: str | None) -> None:
     assert spacing.number_boundary(text, index) == expected
+
+
+# -- words ----------------------------------------------------------------------------
+
+
+def test_words_boxed_where_drawn() -> None:
+    rapidocr.load()
+    assert_words_where_drawn(rapidocr.recognize(words_page()), tolerance=5)
+
+
+def test_word_spans_follow_the_ink() -> None:
+    # "TOTAL" in columns 6..72, "DUE" in 94..132 of a 138-column line.
+    probs, crop, ratio, text = _crafted(_spaced(_word("TOTAL"), _word("DUE"), gap=22, p_space=0.01))
+    spans = spacing.word_spans(probs, crop, ratio, text, "TOTAL DUE", LINE_CLASSES)
+    assert spans is not None
+    (total_start, total_end), (due_start, due_end) = spans
+    width = ratio * 48
+    assert total_start * width == pytest.approx(6, abs=1)
+    assert total_end * width == pytest.approx(72, abs=1)
+    assert due_start * width == pytest.approx(94, abs=1)
+    assert due_end * width == pytest.approx(132, abs=1)
+
+
+def test_word_spans_need_the_decoded_characters() -> None:
+    probs, crop, ratio, _text = _crafted(_word("TOTAL"))
+    assert spacing.word_spans(probs, crop, ratio, "TOTAL", "TOTALS", LINE_CLASSES) is None
+    assert spacing.word_spans(probs, crop, ratio, "TOTEL", "TOTEL", LINE_CLASSES) is None
+
+
+def test_words_placed_along_the_line_box_and_kept_through_the_mending() -> None:
+    # A line box 100..300 x 20..40 whose words were read at these fractions of its width.
+    quad = [[100, 20], [300, 20], [300, 40], [100, 40]]
+    spans = ((0.0, 0.25), (0.35, 0.6), (0.65, 0.8))
+    line = adapter._page_line([quad, "Total 324 .37", 0.9, spans], width=400, height=60)
+    assert line is not None
+    assert [(word.text, word.bbox) for word in line.words] == [
+        ("Total", (100, 20, 150, 40)),
+        ("324", (170, 20, 220, 40)),
+        (".37", (230, 20, 260, 40)),
+    ]
+    mended = base.mended(line)
+    assert mended.text == "Total 324.37"
+    assert [(word.text, word.bbox) for word in mended.words] == [
+        ("Total", (100, 20, 150, 40)),
+        ("324.37", (170, 20, 260, 40)),
+    ]
+
+
+def test_words_without_spans_are_boxed_in_proportion() -> None:
+    quad = [[0, 0], [120, 0], [120, 20], [0, 20]]
+    line = adapter._page_line([quad, "ab cd", 0.8], width=200, height=50)
+    assert line is not None
+    assert [(word.text, word.bbox) for word in line.words] == [
+        ("ab", (0, 0, 48, 20)),
+        ("cd", (72, 0, 120, 20)),
+    ]
+
+
+def test_boxes_the_detector_split_keep_their_words() -> None:
+    left = adapter._page_line(
+        [[[10, 10], [60, 10], [60, 30], [10, 30]], "Blue", 0.9, ((0.1, 0.9),)],
+        width=200,
+        height=50,
+    )
+    right = adapter._page_line(
+        [[[62, 10], [120, 10], [120, 30], [62, 30]], "River", 0.7, ((0.0, 1.0),)],
+        width=200,
+        height=50,
+    )
+    assert left is not None
+    assert right is not None
+    (line,) = adapter._merge_split_lines([left, right])
+    assert line.text == "Blue River"
+    assert [(word.text, word.bbox, word.confidence) for word in line.words] == [
+        ("Blue", (15, 10, 55, 30), 0.9),
+        ("River", (62, 10, 120, 30), 0.7),
+    ]

@@ -14,8 +14,10 @@ from ocrstream.engines.base import EngineUnavailable, PageText
 from tests.engine_contract import (
     assert_page_contract,
     assert_reading_order,
+    assert_words_where_drawn,
     invoice_in_mode,
     transparent_invoice,
+    words_page,
 )
 from tests.invoices import exact_lines, invoice_set
 from tests.text import normalise_spaces
@@ -174,3 +176,38 @@ def test_words_grouped_into_lines(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert total.confidence == pytest.approx(1.0)  # (96.5 + 93.5 + 120) / 3 / 100, clamped
     assert eur.bbox == (10, 70, 200, 100)  # clamped to the image
     assert eur.confidence == 0.0
+    assert [(word.text, word.bbox) for word in total.words] == [
+        ("Total", (10, 12, 50, 30)),
+        ("due", (60, 10, 90, 30)),
+        ("1.00", (100, 11, 160, 30)),
+    ]
+    assert [word.confidence for word in total.words] == pytest.approx([0.965, 0.935, 1.0])
+    assert [(word.text, word.bbox, word.confidence) for word in eur.words] == [
+        ("EUR", (10, 70, 200, 100), 0.0)
+    ]
+
+
+def test_words_joined_by_the_mending_get_the_union_of_their_boxes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rows = [
+        "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext",
+        "5\t1\t1\t1\t1\t1\t10\t12\t40\t18\t90\tTotal",
+        "5\t1\t1\t1\t1\t2\t60\t10\t50\t20\t80\tRM324",
+        "5\t1\t1\t1\t1\t3\t114\t11\t30\t19\t60\t.37",
+    ]
+    tsv = tmp_path / "out.tsv"
+    tsv.write_text("\n".join(rows) + "\n")
+    fake = _fake_tesseract(tmp_path, f"cat >/dev/null\ncat '{tsv}'")
+    monkeypatch.setattr(tesseract, "_binary", str(fake))
+    (line,) = tesseract.recognize(Image.new("RGB", (200, 100), "white")).lines
+    assert line.text == "Total RM324.37"
+    total, amount = line.words
+    assert (total.text, total.bbox) == ("Total", (10, 12, 50, 30))
+    assert (amount.text, amount.bbox) == ("RM324.37", (60, 10, 144, 30))
+    assert amount.confidence == pytest.approx((0.8 * 5 + 0.6 * 3) / 8)
+
+
+def test_words_boxed_where_drawn() -> None:
+    tesseract.load()
+    assert_words_where_drawn(tesseract.recognize(words_page()), tolerance=5)

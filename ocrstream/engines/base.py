@@ -12,17 +12,25 @@ thread): image bytes in, a :class:`PageText` out. Each engine module exposes::
 
 ``recognize`` gets an RGB(A)/L image already decoded and turned upright per its EXIF
 orientation; it returns the full text in reading order (lines joined with "\\n") and
-the lines with text, confidence in 0..1 and bbox [x0, y0, x1, y1] in image pixels.
+the lines with text, confidence in 0..1 and bbox [x0, y0, x1, y1] in image pixels, and
+each line's words: exactly ``line.text.split()``, in order, each with its confidence and
+its box inside the page (:func:`fit_words` keeps an engine's own word boxes when the
+text is mended).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ocrstream.core.documents import Bbox, Line, Word, split_words
 
 # Raised by every engine's check_available(); it is part of the one error tree.
-from ocrstream.core.documents import Line
 from ocrstream.core.errors import EngineUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "DEFAULT_MAX_SIDE",
@@ -30,8 +38,10 @@ __all__ = [
     "EngineUnavailable",
     "PageLine",
     "PageText",
+    "fit_words",
     "join_lines",
     "mend_numbers",
+    "mended",
 ]
 
 # A separator cut off from its digits by a space, where the digits after it make an
@@ -80,6 +90,68 @@ def mend_numbers(text: str) -> str:
     receipts is far rarer than a cut amount.
     """
     return _CUT_NUMBER.sub(lambda match: next(group for group in match.groups() if group), text)
+
+
+def mended(line: PageLine) -> PageLine:
+    """``line`` with :func:`mend_numbers` applied to its text, its words fitted to it."""
+    text = mend_numbers(line.text)
+    if text == line.text:
+        return line
+    return Line(
+        text=text,
+        confidence=line.confidence,
+        bbox=line.bbox,
+        words=fit_words(text, line.words, line.bbox, line.confidence),
+    )
+
+
+def fit_words(text: str, pieces: Sequence[Word], bbox: Bbox, confidence: float) -> tuple[Word, ...]:
+    """The words of ``text`` (exactly ``text.split()``), boxed from the engine's ``pieces``.
+
+    ``pieces`` are the engine's own words, from which ``text`` was made by taking out or
+    putting in spaces only ("324 .37" mended into "324.37", two boxes of a line joined):
+    a word made of several pieces gets the union of their boxes and their confidence
+    weighted by length; a word cut out of a piece gets its share of the piece's box, in
+    proportion to its characters. Where ``text`` is not made of the pieces' characters
+    (or there are none), the words are boxed by
+    :func:`~ocrstream.core.documents.split_words` of the line.
+
+    Args:
+        text: the line's text.
+        pieces: the engine's words, in reading order.
+        bbox: the line's box.
+        confidence: the line's confidence (for the fallback).
+    """
+    tokens = text.split()
+    inked = ["".join(piece.text.split()) for piece in pieces]
+    if not pieces or "".join(inked) != "".join(tokens):
+        return split_words(text, bbox, confidence)
+    # Each character of the pieces (spaces left out): its piece and its place in it.
+    owners = [(number, place) for number, chars in enumerate(inked) for place in range(len(chars))]
+    words: list[Word] = []
+    start = 0
+    for token in tokens:
+        places: dict[int, list[int]] = {}
+        for number, place in owners[start : start + len(token)]:
+            places.setdefault(number, []).append(place)
+        start += len(token)
+        boxes: list[Bbox] = []
+        weighted = 0.0
+        for number, taken in places.items():
+            length = len(inked[number])
+            x0, y0, x1, y1 = pieces[number].bbox
+            left = x0 + round((x1 - x0) * min(taken) / length)
+            right = x0 + round((x1 - x0) * (max(taken) + 1) / length)
+            boxes.append((left, y0, max(left, right), y1))
+            weighted += pieces[number].confidence * len(taken)
+        box = (
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        )
+        words.append(Word(text=token, confidence=weighted / len(token), bbox=box))
+    return tuple(words)
 
 
 def join_lines(lines: list[PageLine]) -> PageText:

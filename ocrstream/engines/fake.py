@@ -1,8 +1,10 @@
 """A deterministic engine for tests and benchmarks: no model, instant, scriptable.
 
 It "recognises" the text stored in a PNG's ``ocrstream:text`` text chunk (one line per
-``\\n``), or, without one, reports the image's size. A few markers script failures, so
-tests can drive every error path through real worker processes:
+``\\n``), or, without one, reports the image's size; a line's words are boxed in
+proportion to their characters along it (:func:`~ocrstream.core.documents.split_words`).
+A few markers script failures, so tests can drive every error path through real worker
+processes:
 
 * ``FAIL`` anywhere in the text: raises (the service reports ``ocr_failed``);
 * ``CRASH``: the worker process exits at once (``ocr_failed``, the pool recovers);
@@ -18,6 +20,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from ocrstream.core.documents import with_words
 from ocrstream.engines.base import PageLine, PageText, join_lines
 
 if TYPE_CHECKING:
@@ -63,8 +66,11 @@ def recognize(image: Image.Image) -> PageText:
         raise FakeEngineError("scripted failure")
     rows = [row for row in text.split("\n") if row]
     height = max(1, image.height // max(1, len(rows)))
+    # Its words are boxed in proportion to their characters along the line.
     lines = [
-        PageLine(text=row, confidence=1.0, bbox=(0, i * height, image.width, (i + 1) * height))
+        with_words(
+            PageLine(text=row, confidence=1.0, bbox=(0, i * height, image.width, (i + 1) * height))
+        )
         for i, row in enumerate(rows)
     ]
     return join_lines(lines)

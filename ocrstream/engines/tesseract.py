@@ -31,11 +31,13 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from ocrstream.core.documents import Word, clamp_confidence
 from ocrstream.engines.base import (
     EngineOptions,
     EngineUnavailable,
     PageLine,
     PageText,
+    fit_words,
     join_lines,
     mend_numbers,
 )
@@ -71,8 +73,7 @@ class TesseractError(RuntimeError):
 
 @dataclass(slots=True)
 class _Line:
-    words: list[str]
-    confidences: list[float]
+    words: list[Word]
     x0: int
     y0: int
     x1: int
@@ -227,22 +228,34 @@ def _parse_tsv(
         x1 = min(max(left + box_width, x0), width)
         y1 = min(max(top + box_height, y0), height)
         key = (fields[1], fields[2], fields[3], fields[4])
+        word = Word(text=text, confidence=confidence, bbox=(x0, y0, x1, y1))
         line = lines.get(key)
         if line is None:
-            lines[key] = _Line([text], [confidence], x0, y0, x1, y1)
+            lines[key] = _Line([word], x0, y0, x1, y1)
         else:
-            line.words.append(text)
-            line.confidences.append(confidence)
+            line.words.append(word)
             line.x0, line.y0 = min(line.x0, x0), min(line.y0, y0)
             line.x1, line.y1 = max(line.x1, x1), max(line.y1, y1)
-    return [
-        PageLine(
-            text=mend_numbers(" ".join(line.words)),
-            confidence=min(1.0, max(0.0, sum(line.confidences) / len(line.confidences) / 100)),
-            bbox=(line.x0, line.y0, line.x1, line.y1),
-        )
-        for line in lines.values()
+    return [_page_line(line) for line in lines.values()]
+
+
+def _page_line(line: _Line) -> PageLine:
+    """One line: its words joined by spaces and mended, confidences in 0..1, and the
+    words boxed by Tesseract's own word boxes (those the mending joined, by their union)."""
+    words = [
+        Word(text=word.text, confidence=clamp_confidence(word.confidence / 100), bbox=word.bbox)
+        for word in line.words
     ]
+    mean = sum(word.confidence for word in line.words) / len(line.words) / 100
+    bbox = (line.x0, line.y0, line.x1, line.y1)
+    text = mend_numbers(" ".join(word.text for word in words))
+    confidence = clamp_confidence(mean)
+    return PageLine(
+        text=text,
+        confidence=confidence,
+        bbox=bbox,
+        words=fit_words(text, words, bbox, confidence),
+    )
 
 
 def recognize(image: Image.Image) -> PageText:

@@ -31,17 +31,19 @@ from __future__ import annotations
 import math
 import re
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ocrstream.core.documents import Bbox, Word, split_words
 from ocrstream.engines.base import (
     EngineOptions,
     EngineUnavailable,
     PageLine,
     PageText,
+    fit_words,
     join_lines,
-    mend_numbers,
+    mended,
 )
 from ocrstream.engines.preprocessing import printed_area
 from ocrstream.engines.rapidocr.hooks import install_spacing
@@ -166,7 +168,7 @@ def recognize(image: Image.Image) -> PageText:
     ]
     # A number the model itself cut, or the detector split in two boxes, is mended.
     merged = _merge_split_lines(lines)
-    return join_lines([replace(line, text=mend_numbers(line.text)) for line in merged])
+    return join_lines([mended(line) for line in merged])
 
 
 def _bgr(image: Image.Image) -> NDArray[Any]:
@@ -203,7 +205,7 @@ def _read_big(ocr: Any, image: Image.Image, max_side: int) -> list[Any]:
     crops, _angles, _elapsed = ocr.text_cls(crops)
     recognised, _elapsed = ocr.text_rec(crops)
     return [
-        [box, found[0], found[1]]
+        [box, *found]
         for box, found in zip(full_boxes, recognised, strict=True)
         if float(found[1]) >= ocr.text_score
     ]
@@ -245,9 +247,11 @@ def _pad_to_ratio(image: Image.Image) -> Image.Image:
 def _page_line(
     row: Any, *, width: int, height: int, offset: tuple[int, int] = (0, 0)
 ) -> PageLine | None:
-    """One RapidOCR result row ``[quad, text, score]`` as a :class:`PageLine`; the quad's
-    coordinates are moved by ``offset`` (where the part read lies on the page)."""
+    """One RapidOCR result row ``[quad, text, score]`` (and the words' spans, when the
+    hooks gave them) as a :class:`PageLine`; the quad's coordinates are moved by
+    ``offset`` (where the part read lies on the page)."""
     quad, text, score = row[0], row[1], row[2]
+    spans = row[3] if len(row) > 3 else None
     text = " ".join(str(text).split())
     if not text:
         return None
@@ -261,7 +265,43 @@ def _page_line(
     )
     confidence = float(score)
     confidence = 0.0 if math.isnan(confidence) else min(max(confidence, 0.0), 1.0)
-    return PageLine(text=text, confidence=confidence, bbox=bbox)
+    points = list(zip(xs, ys, strict=True))
+    words = _boxed_words(text, spans, points, bbox, confidence)
+    return PageLine(text=text, confidence=confidence, bbox=bbox, words=words)
+
+
+def _boxed_words(
+    text: str,
+    spans: Any,
+    quad: list[tuple[float, float]],
+    bbox: Bbox,
+    confidence: float,
+) -> tuple[Word, ...]:
+    """The line's words, placed along its quadrilateral by their ``spans`` (fractions of
+    the line's width, :func:`~ocrstream.engines.rapidocr.spacing.word_spans`) and kept
+    inside ``bbox``; in proportion to their characters where there are no spans, or
+    where the library turned the crop upright (a box 1.5 times taller than wide)."""
+    words = text.split()
+    if len(quad) != 4 or not isinstance(spans, tuple) or len(spans) != len(words):
+        return split_words(text, bbox, confidence)
+    (ax, ay), (bx, by), (cx, cy), (dx, dy) = quad
+    along = max(math.hypot(bx - ax, by - ay), math.hypot(cx - dx, cy - dy))
+    across = max(math.hypot(dx - ax, dy - ay), math.hypot(cx - bx, cy - by))
+    if along < 1 or across / along >= 1.5:
+        return split_words(text, bbox, confidence)
+    x0, y0, x1, y1 = bbox
+    boxed: list[Word] = []
+    for word, (start, end) in zip(words, spans, strict=True):
+        # The word's corners on the line's top edge (a to b) and bottom edge (d to c).
+        corners = [(ax + f * (bx - ax), ay + f * (by - ay)) for f in (start, end)] + [
+            (dx + f * (cx - dx), dy + f * (cy - dy)) for f in (start, end)
+        ]
+        left = min(max(math.floor(min(x for x, _ in corners)), x0), x1)
+        right = min(max(math.ceil(max(x for x, _ in corners)), left), x1)
+        top = min(max(math.floor(min(y for _, y in corners)), y0), y1)
+        bottom = min(max(math.ceil(max(y for _, y in corners)), top), y1)
+        boxed.append(Word(text=word, confidence=confidence, bbox=(left, top, right, bottom)))
+    return tuple(boxed)
 
 
 def _merge_split_lines(lines: list[PageLine]) -> list[PageLine]:
@@ -307,4 +347,6 @@ def _joined(left: PageLine, right: PageLine) -> PageLine:
         max(left.bbox[2], right.bbox[2]),
         max(left.bbox[3], right.bbox[3]),
     )
-    return PageLine(text=f"{left.text} {right.text}", confidence=confidence, bbox=bbox)
+    text = f"{left.text} {right.text}"
+    words = fit_words(text, (*left.words, *right.words), bbox, confidence)
+    return PageLine(text=text, confidence=confidence, bbox=bbox, words=words)

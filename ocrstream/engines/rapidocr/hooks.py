@@ -1,16 +1,19 @@
-"""Hooks into rapidocr-onnxruntime 1.4.x: the recogniser's evidence for the spacing.
+"""Hooks into rapidocr-onnxruntime 1.4.x: the recogniser's evidence for the spacing
+and for the words' places.
 
 Both signals are read by wrapping two attributes of the engine's recogniser (its
 ONNX session, to see the batch of crops, and its CTC decoder, to see the per-frame
 probabilities); if a release changes them, recognition still works, without the
-recovered spaces.
+recovered spaces. Each decoded line comes back as ``(text, score, spans)``, ``spans``
+the words' places along the line (:func:`~ocrstream.engines.rapidocr.spacing.word_spans`)
+or None; the library passes the third item on into its result rows.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ocrstream.engines.rapidocr.spacing import respace
+from ocrstream.engines.rapidocr.spacing import respace, word_spans
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,7 +58,8 @@ class _BatchTap:
 
 
 class _SpacingDecoder:
-    """Stands in for the CTC decoder; adds the spaces the greedy decoding dropped."""
+    """Stands in for the CTC decoder; adds the spaces the greedy decoding dropped, and
+    the words' places along the line."""
 
     def __init__(self, decoder: Any, tap: _BatchTap, characters: list[str]) -> None:
         self._decoder = decoder
@@ -73,8 +77,10 @@ class _SpacingDecoder:
             return results
         spaced = []
         for probs, crop, ratio, result in zip(preds, batch, ratios, results, strict=True):
-            text = respace(probs, crop, float(ratio), str(result[0]), self._characters)
-            spaced.append((text, *result[1:]))
+            decoded = str(result[0])
+            text = respace(probs, crop, float(ratio), decoded, self._characters)
+            spans = word_spans(probs, crop, float(ratio), decoded, text, self._characters)
+            spaced.append((text, result[1], spans))
         return spaced
 
     def __getattr__(self, name: str) -> Any:

@@ -68,6 +68,7 @@ __all__ = [
     "number_boundary",
     "respace",
     "spaces_in",
+    "word_spans",
 ]
 
 
@@ -230,6 +231,111 @@ def respace(
         return text
     spaces = spaces_in(line)
     return "".join(f" {char}" if index in spaces else char for index, char in enumerate(line.chars))
+
+
+def word_spans(
+    probs: NDArray[np.float32],
+    crop: NDArray[np.float32],
+    ratio: float,
+    decoded: str,
+    text: str,
+    characters: list[str],
+) -> tuple[tuple[float, float], ...] | None:
+    """Where each word of ``text`` lies along the line, from the characters' CTC frames.
+
+    A character is placed at the middle of its run of frames; two words part at the
+    longest run of blank columns between the last character of one and the first of the
+    next (at the midpoint where the crop shows no such run), and the line's words start
+    and end where its ink does.
+
+    Args:
+        probs: the line's per-frame class probabilities, frames x classes.
+        crop: the line image as the recogniser saw it (see :func:`evidence`).
+        ratio: the line image's width/height before resizing.
+        decoded: the decoder's own text.
+        text: ``decoded`` with spaces put in or taken out (:func:`respace`).
+        characters: the decoder's classes (0 is the CTC blank, the last is a space).
+
+    Returns:
+        One ``(start, end)`` per word of ``text.split()``, as fractions 0..1 of the
+        line's width, in order; None when the re-decoding differs from ``decoded`` or
+        ``text`` is not made of its characters.
+    """
+    import numpy as np
+
+    frame_count = probs.shape[0]
+    if frame_count == 0:
+        return None
+    best = probs.argmax(axis=1)
+    changes = np.flatnonzero(np.concatenate(([True], best[1:] != best[:-1])))
+    ends = np.concatenate((changes[1:], [frame_count]))
+    runs = [(int(a), int(b)) for a, b in zip(changes, ends, strict=True) if best[a] != 0]
+    emitted = [characters[int(best[a])] for a, _b in runs]
+    if "".join(emitted) != decoded:
+        return None
+    centres = [
+        (start + end) / 2
+        for (start, end), char in zip(runs, emitted, strict=True)
+        if not char.isspace()
+    ]
+    words = text.split()
+    if "".join(words) != "".join(char for char in emitted if not char.isspace()):
+        return None
+    if not words:
+        return ()
+    _, crop_height, crop_width = crop.shape
+    width = max(1, min(crop_width, math.ceil(crop_height * ratio)))
+    frame_width = crop_width / frame_count
+    columns = ink_columns(crop[:, :, :width])
+    inked = np.flatnonzero(columns) if columns is not None else np.array([], dtype=np.int64)
+    # Crop columns: each character's centre; then each word's first and last character.
+    middles = [centre * frame_width for centre in centres]
+    firsts: list[int] = []
+    position = 0
+    for word in words:
+        firsts.append(position)
+        position += len(word)
+    lefts: list[float] = []
+    rights: list[float] = []
+    for number, first in enumerate(firsts):
+        last = first + len(words[number]) - 1
+        if number == 0:
+            start = float(inked[0]) if inked.size and inked[0] < middles[first] else 0.0
+            lefts.append(min(start, middles[first] - frame_width / 2))
+        else:
+            gap = _blank_between(columns, middles[first - 1], middles[first])
+            rights.append(gap[0])
+            lefts.append(gap[1])
+        if number == len(firsts) - 1:
+            end = float(inked[-1] + 1) if inked.size and inked[-1] >= middles[last] else width
+            rights.append(max(end, middles[last] + frame_width / 2))
+    return tuple(
+        (min(1.0, max(0.0, left / width)), min(1.0, max(0.0, right / width)))
+        for left, right in zip(lefts, rights, strict=True)
+    )
+
+
+def _blank_between(
+    columns: NDArray[np.bool_] | None, left: float, right: float
+) -> tuple[float, float]:
+    """The longest run of blank columns between crop columns ``left`` and ``right``, as
+    ``(start, end)``; their midpoint twice when there is none."""
+    middle = (left + right) / 2
+    if columns is None:
+        return middle, middle
+    start = max(0, math.floor(left))
+    best = (0, middle, middle)
+    run_start: int | None = None
+    window = columns[start : max(start, math.ceil(right) + 1)].tolist()
+    for offset, has_ink in enumerate([*window, True]):
+        if not has_ink:
+            run_start = offset if run_start is None else run_start
+        elif run_start is not None:
+            length = offset - run_start
+            if length > best[0]:
+                best = (length, float(start + run_start), float(start + offset))
+            run_start = None
+    return best[1], best[2]
 
 
 def spaces_in(line: LineEvidence, *, constants: SpacingConstants = CONSTANTS) -> set[int]:
