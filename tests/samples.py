@@ -38,6 +38,48 @@ def one_of_each() -> list[ev.Event]:
         ev.ImageOCRError(
             file_index=0, file_name="a.png", error=ev.ErrorInfo(code="ocr_timeout", message="slow")
         ),
+        ev.ImageValidationSuccess(
+            file_index=2,
+            file_name="scan.pdf",
+            size_bytes=5000,
+            format="PDF",
+            width=1654,
+            height=2339,
+            mode="RGB",
+            page_count=3,
+        ),
+        ev.ImageOCRStart(file_index=2, file_name="scan.pdf", engine="rapidocr", page_count=3),
+        ev.PageOCRSuccess(
+            file_index=2,
+            file_name="scan.pdf",
+            page_index=1,
+            page_count=3,
+            source="text_layer",
+            width=1654,
+            height=2339,
+            text="Total 9.99",
+            lines=(
+                ev.OCRLine(text="Total 9.99", confidence=1.0, bbox=(10, 20, 300, 60), page_index=1),
+            ),
+            duration_ms=1.5,
+        ),
+        ev.ImageOCRSuccess(
+            file_index=2,
+            file_name="scan.pdf",
+            page_count=2,
+            text="a\fb",
+            lines=(
+                ev.OCRLine(text="a", confidence=0.5, bbox=(0, 0, 5, 5), page_index=0),
+                ev.OCRLine(text="b", confidence=0.5, bbox=(0, 0, 5, 5), page_index=1),
+            ),
+            duration_ms=3.0,
+        ),
+        ev.ImageOCRError(
+            file_index=2,
+            file_name="scan.pdf",
+            error=ev.ErrorInfo(code="ocr_failed", message="the OCR worker process died"),
+            page_index=2,
+        ),
         ev.ProcessingComplete(
             file_count=2,
             valid_count=1,

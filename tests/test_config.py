@@ -59,7 +59,7 @@ def test_explicit_request_size_wins() -> None:
         ("OCRSTREAM_PORT", "not-a-port"),
         ("OCRSTREAM_PORT", "70000"),
         ("OCRSTREAM_MAX_FILES", "0"),
-        ("OCRSTREAM_ALLOWED_FORMATS", "PNG,PDF"),
+        ("OCRSTREAM_ALLOWED_FORMATS", "PNG,PSD"),
         ("OCRSTREAM_OCR_ENGINE", "magic"),
         ("OCRSTREAM_UPLOAD_TIMEOUT", "-1"),
         ("OCRSTREAM_OCR_MAX_SIDE", "100"),

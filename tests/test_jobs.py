@@ -101,7 +101,9 @@ def test_snapshot_gathers_per_file_results() -> None:
     assert isinstance(files, list)
     assert files[0]["format"] == "PNG"
     assert files[0]["text"] == "hi"
-    assert files[0]["lines"] == [{"text": "hi", "confidence": 0.9, "bbox": [0, 0, 2, 3]}]
+    assert files[0]["lines"] == [
+        {"text": "hi", "confidence": 0.9, "bbox": [0, 0, 2, 3], "page_index": 0}
+    ]
     assert files[1]["error"] == {"code": "not_an_image", "message": "no"}
     assert snapshot["job_id"] == "j"
     assert str(snapshot["created_at"]).endswith("Z")

@@ -22,7 +22,6 @@ from PIL import Image, ImageOps
 from ocrstream.core.documents import Line, Page, Word, clamp_confidence, with_words
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from types import ModuleType
 
     from ocrstream.engines.base import EngineOptions, PageText
@@ -130,7 +129,7 @@ def recognize_page(name: str, data: bytes, request: PageRequest | None = None) -
         upright = ImageOps.exif_transpose(opened)
         upright.info.update(info)
         text = _recognize(name, upright)
-        return _ocr_page(text, upright, request.page_index, dpi=_stored_dpi(info))
+        return _ocr_page(text, upright, request.page_index, dpi=_stored_dpi(info.get("dpi")))
 
 
 def _pdf_page(name: str, data: bytes, request: PageRequest) -> Page:
@@ -158,9 +157,11 @@ def _recognize(name: str, image: Image.Image) -> PageText:
     return engine_module(name).recognize(image)  # type: ignore[no-any-return]
 
 
-def _stored_dpi(info: Mapping[object, object]) -> float | None:
-    dpi = info.get("dpi")
-    if isinstance(dpi, tuple) and dpi and isinstance(dpi[0], (int, float)) and dpi[0] > 0:
+def _stored_dpi(dpi: object) -> float | None:
+    """An image's stored resolution (Pillow's ``info["dpi"]``), or None; Pillow reports
+    1 dpi for a TIFF without resolution tags, which is no resolution either (as the
+    searchable PDF reads it)."""
+    if isinstance(dpi, tuple) and dpi and isinstance(dpi[0], (int, float)) and dpi[0] > 1:
         return round(float(dpi[0]), 3)
     return None
 

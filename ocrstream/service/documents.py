@@ -28,13 +28,14 @@ if TYPE_CHECKING:
     from ocrstream.documents.pdf import PdfFacts
 
 __all__ = [
+    "IDLE_SECONDS",
     "DocumentWorkerFailed",
     "DocumentWorkers",
     "open_document_workers",
     "run_document_workers",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 #: Seconds a document worker stays alive without work (the next PDF skips its start-up).
 IDLE_SECONDS = 300.0
@@ -62,7 +63,7 @@ class DocumentWorkers:
         self._limiter = trio.CapacityLimiter(limit)
         self.timeout = timeout
 
-    async def run(self, function: Callable[[], T]) -> T:
+    async def run(self, function: Callable[[], _T]) -> _T:
         """Call ``function`` (picklable) in a worker; its own exceptions come back as raised.
 
         Raises:
@@ -70,7 +71,7 @@ class DocumentWorkers:
         """
         with trio.move_on_after(self.timeout):
             try:
-                result: T = await self._context.run_sync(
+                result: _T = await self._context.run_sync(
                     function, kill_on_cancel=True, limiter=self._limiter
                 )
                 return result
