@@ -304,7 +304,8 @@ def _render(page: Any, page_index: int, dpi: float) -> Image.Image:
 
 
 def scripted_text(data: bytes, page_index: int) -> str | None:
-    """The raw text of one page's text layer, or None when it has none or does not open.
+    """The text of one page's text layer (lines joined by LF), or None when it has none
+    or does not open.
 
     A seam for the fake engine only: it scripts the result of a rendered page from the
     text its test PDF carries.
@@ -333,4 +334,6 @@ def scripted_text(data: bytes, page_index: int) -> str | None:
         return None
     finally:
         document.close()
+    # PDFium ends lines with CRLF; a script's lines are LF-separated like any page text.
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text if text.strip() else None

@@ -64,6 +64,7 @@ async def test_one_good_file(server: LiveServer, client: httpx.AsyncClient) -> N
         "width": 120,
         "height": 40,
         "mode": "RGB",
+        "page_count": 1,
     }
     check_stream(events)
     await server.wait_idle()
