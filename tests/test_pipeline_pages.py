@@ -9,16 +9,18 @@ The worker pool is threads running the real worker code (see test_pipeline_ocr.p
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ocrstream.core.config import load_settings
+from ocrstream.service.documents import DocumentWorkers
 from ocrstream.service.memory.registry import JobHandle, JobRegistry
 from ocrstream.service.ocr import OCRService
 from ocrstream.service.pipeline import JobOptions, run_job
+from tests import pdfs
 from tests.images import Upload, multipart_body, scripted_png, scripted_tiff
 from tests.ordering import check_stream
 from tests.test_pipeline_ocr import ThreadContext
@@ -27,6 +29,8 @@ from tests.waiting import wait_until
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
+    import trio_parallel
+
 BOUNDARY = "ocrstream-test-boundary"
 
 
@@ -34,8 +38,13 @@ def _service(workers: int = 2) -> OCRService:
     return OCRService(ThreadContext(), engine="fake", workers=workers, timeout=10)
 
 
+def _documents() -> DocumentWorkers:
+    context = cast("trio_parallel.WorkerContext", ThreadContext())
+    return DocumentWorkers(context, limit=2, timeout=30)
+
+
 async def _run(
-    body: bytes, ocr: OCRService, *, max_pages: int = 10
+    body: bytes, ocr: OCRService, *, max_pages: int = 10, pdf_text: str | None = None
 ) -> tuple[list[dict[str, Any]], JobHandle]:
     registry = JobRegistry(result_ttl=60)
     handle = registry.create()
@@ -48,10 +57,11 @@ async def _run(
     await run_job(
         handle,
         chunks(),
-        options=JobOptions(boundary=BOUNDARY.encode(), content_length=len(body)),
+        options=JobOptions(boundary=BOUNDARY.encode(), content_length=len(body), pdf_text=pdf_text),
         settings=settings,
         limiter=trio.CapacityLimiter(2),
         ocr=ocr,
+        documents=_documents(),
     )
     return [json.loads(envelope.to_json()) for envelope in handle.record.history], handle
 
@@ -139,8 +149,9 @@ async def test_a_newcomer_overtakes_a_long_document() -> None:
 
 
 @st.composite
-def _documents(draw: st.DrawFn) -> list[tuple[str, list[str]]]:
-    """Files as (kind, page texts): single PNGs and TIFFs of 1-4 pages, some failing."""
+def _files(draw: st.DrawFn) -> list[tuple[str, list[str]]]:
+    """Files as (kind, page texts): single PNGs, TIFFs and born-digital PDFs of 1-4
+    pages, some pages failing (a PDF's only when its pages are recognised)."""
     files = []
     for index in range(draw(st.integers(1, 4))):
         pages = draw(st.integers(1, 4))
@@ -148,27 +159,40 @@ def _documents(draw: st.DrawFn) -> list[tuple[str, list[str]]]:
             "FAIL" if draw(st.integers(0, 5)) == 0 else f"file {index} page {page}"
             for page in range(pages)
         ]
-        kind = "tiff" if pages > 1 or draw(st.booleans()) else "png"
+        kind = draw(st.sampled_from(["tiff", "pdf"] if pages > 1 else ["png", "tiff", "pdf"]))
         files.append((kind, texts))
     return files
 
 
-@given(files=_documents())
+def _pdf(texts: list[str]) -> bytes:
+    return pdfs.born_digital(
+        tuple(pdfs.TextPage(size=(200, 100), lines=((10, 40, text),)) for text in texts)
+    )
+
+
+def _upload(index: int, kind: str, texts: list[str]) -> Upload:
+    if kind == "tiff":
+        return Upload(scripted_tiff(texts), f"{index}.tif")
+    if kind == "pdf":
+        return Upload(_pdf(texts), f"{index}.pdf")
+    return Upload(scripted_png(texts[0]), f"{index}.png")
+
+
+@given(files=_files(), pdf_text=st.sampled_from(["auto", "ocr"]))
 async def test_page_ordering_rules_hold_for_mixes_of_documents(
-    files: list[tuple[str, list[str]]],
+    files: list[tuple[str, list[str]]], pdf_text: str
 ) -> None:
-    parts = [
-        Upload(scripted_tiff(texts), f"{index}.tif")
-        if kind == "tiff"
-        else Upload(scripted_png(texts[0]), f"{index}.png")
-        for index, (kind, texts) in enumerate(files)
-    ]
-    events, _handle = await _run(multipart_body(parts), _service(workers=3))
+    parts = [_upload(index, kind, texts) for index, (kind, texts) in enumerate(files)]
+    events, _handle = await _run(multipart_body(parts), _service(workers=3), pdf_text=pdf_text)
     outcome = check_stream(events, ocr=True)
     assert outcome.terminal == "processing_complete"
-    for index, (_kind, texts) in enumerate(files):
+    for index, (kind, texts) in enumerate(files):
         assert outcome.page_counts[index] == len(texts)
-        if any("FAIL" in text for text in texts):
+        layer = kind == "pdf" and pdf_text == "auto"
+        if len(texts) > 1:
+            sources = set(outcome.pages.get(index, {}).values())
+            assert sources <= {"text_layer" if layer else "ocr"}
+        if any("FAIL" in text for text in texts) and not layer:
             assert outcome.ocr[index] == "ocr_failed"
             failed = outcome.failed_pages[index]
             assert failed is not None

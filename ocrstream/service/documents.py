@@ -10,6 +10,7 @@ crashes its worker or runs past its time costs that one file: the worker is kill
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
@@ -135,6 +136,13 @@ async def run_document_workers(
     """Own the document worker pool until cancelled; hands back the pool and its stop
     switch."""
     with trio.CancelScope() as scope:
-        async with open_document_workers(settings) as workers:
+        async with open_document_workers(settings) as workers, trio.open_nursery() as nursery:
+            # One worker started now, so the first PDF does not pay for its start-up.
+            nursery.start_soon(_warm_up, workers)
             task_status.started((workers, scope))
             await trio.sleep_forever()
+
+
+async def _warm_up(workers: DocumentWorkers) -> None:
+    with contextlib.suppress(DocumentWorkerFailed):
+        await workers.run(bool)

@@ -1,0 +1,92 @@
+"""The document workers: PDFs are opened in worker processes, each call bounded in time.
+
+Real trio-parallel processes. A crash is scripted (a function that exits its process); the
+time bound is met by a real pathological PDF (200,000 pages, each of whose sizes a probe
+reads, with MAX_PAGES set out of the way: seconds of PDFium's time). The bound is 2 s
+here so that a worker's cold start (which the bound includes) fits in it on a loaded
+machine.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import partial
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+
+from ocrstream.core.config import load_settings
+from ocrstream.core.errors import InvalidImage
+from ocrstream.service.documents import DocumentWorkerFailed, open_document_workers
+from tests import pdfs
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from ocrstream.service.documents import DocumentWorkers
+
+
+@pytest.fixture
+async def workers() -> AsyncIterator[DocumentWorkers]:
+    settings = load_settings({}, document_timeout=2, validation_threads=1)
+    async with open_document_workers(settings) as pool:
+        await pool.run(partial(int, "1"))  # a warm worker
+        yield pool
+
+
+def _exit_process() -> None:
+    os._exit(3)
+
+
+async def test_a_crashed_worker_costs_one_call(workers: DocumentWorkers) -> None:
+    with pytest.raises(DocumentWorkerFailed, match="died"):
+        await workers.run(_exit_process)
+    facts = await workers.probe_pdf(pdfs.born_digital(), max_pages=10, dpi=200, max_pixels=10**8)
+    assert facts.page_count == 3
+
+
+async def test_a_hung_worker_is_killed_at_the_time_bound(workers: DocumentWorkers) -> None:
+    started = trio.current_time()
+    with pytest.raises(DocumentWorkerFailed, match=r"longer than 2 seconds"):
+        await workers.run(partial(time.sleep, 60))
+    assert trio.current_time() - started < 20
+    assert await workers.run(partial(int, "7")) == 7
+
+
+async def test_a_pdf_that_takes_too_long_to_open_is_corrupt_for_its_file_only(
+    workers: DocumentWorkers,
+) -> None:
+    slow = pdfs.many_pages(200_000)
+    with pytest.raises(InvalidImage) as caught:
+        await workers.probe_pdf(slow, max_pages=10**6, dpi=200, max_pixels=10**8)
+    assert caught.value.code == "corrupt_image"
+    assert "longer than" in caught.value.message
+    facts = await workers.probe_pdf(pdfs.born_digital(), max_pages=10, dpi=200, max_pixels=10**8)
+    assert facts.page_count == 3
+
+
+async def test_the_pdfs_own_refusals_come_back_as_they_were_raised(
+    workers: DocumentWorkers,
+) -> None:
+    with pytest.raises(InvalidImage) as caught:
+        await workers.probe_pdf(
+            pdfs.encrypted(pdfs.born_digital()), max_pages=10, dpi=200, max_pixels=10**8
+        )
+    assert caught.value.code == "encrypted_document"
+
+
+def test_the_server_process_never_loads_pdfium() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from ocrstream import create_app; create_app();"
+        "import ocrstream.service.pipeline, ocrstream.http.results;"
+        "print(sorted(m for m in ('pypdfium2', 'pikepdf', 'img2pdf') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
