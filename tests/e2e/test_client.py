@@ -143,3 +143,63 @@ async def test_submit_prints_text_and_exit_codes(ocr_server: LiveServer, tmp_pat
     watched = await _cli("watch", job, *base, "--json")
     assert watched.returncode == 1
     assert [json.loads(line) for line in watched.stdout.splitlines()] == events
+
+
+async def test_the_client_exports_a_recognised_file(ocr_server: LiveServer) -> None:
+    async with OCRStreamClient(ocr_server.url, token="s3cret") as client:
+        result = await client.recognize(FILES)
+        text = await client.export(result.job_id, 0, "txt")
+        assert text == b"Invoice 42\nTotal 9.99"
+        document = json.loads(await client.export(result.job_id, 0))
+        assert document["pages"][0]["lines"][1]["words"][1]["text"] == "9.99"
+        assert (await client.export(result.job_id, 0, "pdf")).startswith(b"%PDF-")
+        with pytest.raises(ProblemError) as failed:
+            await client.export(result.job_id, 1, "txt")
+        assert (failed.value.status, failed.value.code) == (422, "not_an_image")
+        with pytest.raises(ProblemError) as unknown:
+            await client.export(result.job_id, 0, "docx")
+        assert unknown.value.status == 400
+
+
+async def test_submit_saves_exports_named_after_the_local_files(
+    ocr_server: LiveServer, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "in" / "a" / "scan.png", tmp_path / "in" / "b" / "scan.png"
+    for path, text in ((first, "first page"), (second, "second page")):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(scripted_png(text))
+    out = tmp_path / "out"
+    saved = await _cli(
+        "submit",
+        str(first),
+        str(second),
+        str(tmp_path / "in" / "a" / "scan.png"),
+        "--url",
+        ocr_server.url,
+        "--token",
+        "s3cret",
+        "--save",
+        str(out),
+        "--format",
+        "txt,alto,pdf",
+    )
+    assert saved.returncode == 0, saved.stderr
+    names = sorted(path.name for path in out.iterdir())
+    assert names == [
+        "scan-1.pdf",
+        "scan-1.txt",
+        "scan-1.xml",
+        "scan-2.pdf",
+        "scan-2.txt",
+        "scan-2.xml",
+        "scan.pdf",
+        "scan.txt",
+        "scan.xml",
+    ]
+    assert (out / "scan.txt").read_text() == "first page"
+    assert (out / "scan-1.txt").read_text() == "second page"
+    assert (out / "scan.pdf").read_bytes().startswith(b"%PDF-")
+    assert "saved" in saved.stdout + saved.stderr
+    bad = await _cli("submit", str(first), "--url", ocr_server.url, "--format", "docx")
+    assert bad.returncode == 2
+    assert "docx" in bad.stderr
