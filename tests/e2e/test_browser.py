@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, TypedDict
 import pytest
 
 from tests.e2e.served import serve_in_subprocess
-from tests.images import scripted_png
+from tests.images import scripted_png, scripted_tiff
+from tests.pdfs import born_digital
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -26,7 +27,9 @@ try:
         ConsoleMessage,
         Dialog,
         FilePayload,
+        Locator,
         Page,
+        Request,
         Route,
         expect,
         sync_playwright,
@@ -58,6 +61,13 @@ HOSTILE = "<img src=x onerror=alert(1)>.png"
 NOT_AN_IMAGE = "the bytes are not an image in any format known here"
 TIMEOUT_MS = 15_000
 API_TOKEN = "page-token-s3cret"
+#: The three pages of ``born_digital()``, read from its text layer.
+PDF_PAGES = [
+    "Invoice number 2024-117\nTotal due: 1,250.00 EUR\nThank you for your business.",
+    "Landscape page two",
+    "small\nsquare page",
+]
+EXPORT_LABELS = {"txt": "TXT", "json": "JSON", "hocr": "hOCR", "alto": "ALTO", "pdf": "PDF"}
 
 
 def _page_server(
@@ -134,7 +144,7 @@ def _png(name: str, text: str) -> FilePayload:
 
 def _upload(page: Page, files: list[FilePayload]) -> None:
     page.goto("/")
-    page.get_by_label("Images to read").set_input_files(files)
+    page.get_by_label("Images and PDFs to read").set_input_files(files)
     page.get_by_role("button", name="Upload").click()
 
 
@@ -249,7 +259,7 @@ def test_page_shows_a_refused_request_plainly(page: Page) -> None:
 def test_page_can_skip_ocr(page: Page) -> None:
     page.goto("/")
     page.get_by_label("Recognise text (OCR)").uncheck()
-    page.get_by_label("Images to read").set_input_files([_png("a.png", INVOICE)])
+    page.get_by_label("Images and PDFs to read").set_input_files([_png("a.png", INVOICE)])
     page.get_by_role("button", name="Upload").click()
     expect(page.locator("#status")).to_have_attribute("data-state", "complete")
     row = page.locator('[data-file-index="0"]')
@@ -409,3 +419,134 @@ def _uploads_started(base_url: str) -> float:
         if line.startswith('ocrstream_events_total{type="upload_started"}'):
             return float(line.split()[-1])
     return 0.0
+
+
+def _pdf(name: str) -> FilePayload:
+    return {"name": name, "mimeType": "application/pdf", "buffer": born_digital()}
+
+
+#: Records every text the ``.file-pages`` lines of the page show, in order (from the
+#: mutation records themselves, so that texts replaced within one task are kept too).
+_WATCH_PAGE_LINES = """() => {
+  window.pageLines = [];
+  new MutationObserver((records) => {
+    for (const record of records) {
+      if (!record.target.closest || !record.target.closest(".file-pages")) continue;
+      for (const node of record.addedNodes) window.pageLines.push(node.textContent);
+    }
+  }).observe(document.getElementById("rows"), {childList: true, subtree: true});
+}"""
+
+
+def test_page_accepts_pdfs_and_tiffs(page: Page) -> None:
+    page.goto("/")
+    accept = page.get_by_label("Images and PDFs to read").get_attribute("accept") or ""
+    assert set(accept.split(",")) == {"image/*", "application/pdf", ".pdf", ".tif", ".tiff"}
+    expect(page.locator("main")).to_contain_text("images and PDFs")
+
+
+def test_page_shows_a_pdf_page_by_page(page: Page) -> None:
+    problems = PageProblems(page)
+    page.goto("/")
+    page.evaluate(_WATCH_PAGE_LINES)
+    page.get_by_label("Images and PDFs to read").set_input_files([_pdf("invoice.pdf")])
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#status")).to_have_attribute("data-state", "complete")
+    row = page.locator('[data-file-index="0"]')
+    expect(row).to_have_attribute("data-state", "done")
+    expect(row.locator(".file-detail")).to_contain_text("PDF, 1654 \u00d7 2339 px")
+    expect(row.locator(".file-detail")).to_contain_text("3 pages")
+    expect(row.locator(".file-pages")).to_have_text("All 3 pages recognised")
+    lines = page.evaluate("window.pageLines")
+    assert [line for line in lines if line.startswith("Read page")] == [
+        "Read page 1 of 3",
+        "Read page 2 of 3",
+        "Read page 3 of 3",
+    ], lines
+    # Each page's text, with a separator element (text, not markup) between pages.
+    text = row.locator(".file-text")
+    breaks = text.locator(".page-break")
+    expect(breaks).to_have_text(["\u2014 page 2 \u2014", "\u2014 page 3 \u2014"])
+    assert text.evaluate("el => [...el.childNodes].map(n => n.nodeType)") == [3, 1, 3, 1, 3]
+    assert (
+        text.evaluate("el => [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.data)")
+        == PDF_PAGES
+    )
+    assert breaks.locator("*").count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "browser-pdf.png", full_page=True)
+    assert problems.errors == []
+
+
+def test_page_says_which_page_failed(page: Page) -> None:
+    tiff = scripted_tiff(["one", "FAIL here", "three"])
+    _upload(page, [{"name": "scan.tiff", "mimeType": "image/tiff", "buffer": tiff}])
+    expect(page.locator("#status")).to_have_attribute("data-state", "complete")
+    row = page.locator('[data-file-index="0"]')
+    expect(row).to_have_attribute("data-state", "error")
+    expect(row.locator(".file-detail")).to_contain_text("3 pages")
+    expect(row.locator(".file-error")).to_contain_text("Page 2 of 3 failed")
+    expect(row.locator(".file-exports")).to_be_hidden()
+
+
+def _export_link(page: Page, name: str, format: str) -> Locator:
+    return page.get_by_role("link", name=f"Export {name} as {EXPORT_LABELS[format]}")
+
+
+def test_page_offers_every_export_of_a_recognised_file(page: Page) -> None:
+    problems = PageProblems(page)
+    _upload(page, [_pdf("invoice.pdf"), _png("receipt.png", RECEIPT)])
+    expect(page.locator("#status")).to_have_attribute("data-state", "complete")
+    job_id = page.locator("#job-link").text_content()
+    for index, name in enumerate(("invoice.pdf", "receipt.png")):
+        for format in EXPORT_LABELS:
+            link = _export_link(page, name, format)
+            expect(link).to_have_attribute(
+                "href", f"/api/ocr/{job_id}/files/{index}?format={format}"
+            )
+            expect(link).to_have_attribute("download", "")
+    with page.expect_download() as txt:
+        _export_link(page, "invoice.pdf", "txt").click()
+    assert txt.value.suggested_filename == "invoice.txt"
+    assert Path(txt.value.path()).read_text(encoding="utf-8") == "\f".join(PDF_PAGES)
+    with page.expect_download() as pdf:
+        _export_link(page, "invoice.pdf", "pdf").click()
+    assert pdf.value.suggested_filename == "invoice.pdf"
+    assert Path(pdf.value.path()).read_bytes().startswith(b"%PDF-")
+    with page.expect_download() as alto:
+        _export_link(page, "receipt.png", "alto").click()
+    assert alto.value.suggested_filename == "receipt.xml"
+    assert 'CONTENT="Receipt"' in Path(alto.value.path()).read_text(encoding="utf-8")
+    assert problems.errors == []
+
+
+def test_page_fetches_exports_with_the_api_token(browser: Browser, guarded_url: str) -> None:
+    context = browser.new_context(base_url=guarded_url, accept_downloads=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        problems = PageProblems(page)
+        page.goto("/")
+        page.get_by_label("API token").fill(API_TOKEN)
+        _upload(page, [_pdf("invoice.pdf")])  # the token is kept across the reload
+        expect(page.locator("#status")).to_have_attribute("data-state", "complete")
+        exports: list[str | None] = []
+
+        def watch(request: Request) -> None:
+            if "/files/" in request.url:
+                exports.append(request.headers.get("authorization"))
+
+        page.on("request", watch)
+        with page.expect_download() as txt:
+            _export_link(page, "invoice.pdf", "txt").click()
+        assert txt.value.suggested_filename == "invoice.txt"
+        assert Path(txt.value.path()).read_text(encoding="utf-8") == "\f".join(PDF_PAGES)
+        with page.expect_download() as pdf:
+            _export_link(page, "invoice.pdf", "pdf").click()
+        assert pdf.value.suggested_filename == "invoice.pdf"
+        assert Path(pdf.value.path()).read_bytes().startswith(b"%PDF-")
+        assert exports == [f"Bearer {API_TOKEN}"] * 2
+        expect(page.locator("#notice")).to_have_text("Downloaded the PDF of invoice.pdf.")
+        assert problems.errors == []
+    finally:
+        context.close()

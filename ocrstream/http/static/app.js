@@ -8,7 +8,7 @@
   const FINAL = new Set(["invalid", "done", "error"]);
   const STATE_LABELS = {
     uploading: "Uploading", received: "Received", validating: "Checking",
-    valid: "Valid image", invalid: "Not accepted", recognising: "Reading text",
+    valid: "Valid", invalid: "Not accepted", recognising: "Reading text",
     done: "Done", error: "Failed",
   };
   // How far along each state is, for the overall bar.
@@ -16,6 +16,14 @@
     uploading: 0, received: 0.25, validating: 0.4, valid: 0.6, recognising: 0.75,
     done: 1, invalid: 1, error: 1,
   };
+  // The server's exports of one recognised file: format, link text, extension.
+  const EXPORTS = [
+    { format: "txt", label: "TXT", extension: "txt" },
+    { format: "json", label: "JSON", extension: "json" },
+    { format: "hocr", label: "hOCR", extension: "hocr" },
+    { format: "alto", label: "ALTO", extension: "xml" },
+    { format: "pdf", label: "PDF", extension: "pdf" },
+  ];
 
   const $ = (selector) => document.querySelector(selector);
   const form = $("#upload-form");
@@ -125,10 +133,12 @@
     const el = fragment.querySelector("li");
     const row = {
       el, index, name, state: "uploading", events: [], text: null, lines: null,
-      validation: null, error: null, job,
+      validation: null, error: null, job, pageCount: 1, pagesRead: 0, pageTexts: [],
       nameEl: el.querySelector(".file-name"),
       stateEl: el.querySelector(".file-state"),
       detailEl: el.querySelector(".file-detail"),
+      pagesEl: el.querySelector(".file-pages"),
+      exportsEl: el.querySelector(".file-exports"),
       errorEl: el.querySelector(".file-error"),
       textEl: el.querySelector(".file-text"),
       copyButton: el.querySelector(".copy"),
@@ -181,13 +191,18 @@
     return row;
   }
 
+  function rowProgress(row) {
+    if (row.state !== "recognising" || row.pageCount < 2) return STATE_PROGRESS[row.state];
+    return STATE_PROGRESS.recognising + 0.25 * (row.pagesRead / row.pageCount);
+  }
+
   function updateOverall(job) {
     if (job.finished && !job.failed) return setBar(overallBar, 1);
     const rows = job.rows.filter(Boolean);
     const perFile = rows.length
       ? rows.reduce((sum, row) => {
         const done = row.state === "valid" && !job.ocr;
-        return sum + (done ? 1 : STATE_PROGRESS[row.state]);
+        return sum + (done ? 1 : rowProgress(row));
       }, 0) / rows.length
       : 0;
     setBar(overallBar, 0.3 * job.uploaded + 0.7 * perFile);
@@ -240,8 +255,10 @@
         break;
       case "image_validation_success":
         row.validation = data;
+        row.pageCount = data.page_count || 1;
         row.detailEl.textContent =
-          `${data.format}, ${data.width} × ${data.height} px, ${formatBytes(data.size_bytes)}`;
+          `${data.format}, ${data.width} × ${data.height} px, ${formatBytes(data.size_bytes)}`
+          + (row.pageCount > 1 ? `, ${plural(row.pageCount, "page")}` : "");
         setRowState(row, "valid");
         break;
       case "image_validation_error":
@@ -254,18 +271,18 @@
           + (job.ocr && data.valid_count ? " Reading text…" : ""));
         break;
       case "image_ocr_start":
+        row.pageCount = data.page_count || row.pageCount;
+        if (row.pageCount > 1) showPages(row, `Reading ${plural(row.pageCount, "page")}…`);
         setRowState(row, "recognising");
         break;
+      case "page_ocr_success":
+        onPage(row, data);
+        break;
       case "image_ocr_success":
-        row.text = data.text;
-        row.lines = data.lines;
-        row.textEl.textContent = data.text;
-        row.textEl.hidden = false;
-        if (!data.text) row.detailEl.textContent = "No text found.";
-        setRowState(row, "done");
+        onRecognised(row, data);
         break;
       case "image_ocr_error":
-        setRowError(row, data.error);
+        setRowError(row, pageError(row, data));
         setRowState(row, "error");
         break;
       case "processing_complete":
@@ -281,6 +298,56 @@
     }
     if (row) setRowState(row, row.state); // refresh the buttons
     updateOverall(job);
+  }
+
+  // ---- pages ----
+
+  function showPages(row, message) {
+    row.pagesEl.textContent = message;
+    row.pagesEl.hidden = false;
+  }
+
+  function onPage(row, data) {
+    row.pageCount = data.page_count || row.pageCount;
+    if (row.pageTexts[data.page_index] === undefined) row.pagesRead += 1;
+    row.pageTexts[data.page_index] = data.text;
+    showPages(row, `Read page ${row.pagesRead} of ${row.pageCount}`);
+    showText(row, row.pageTexts);
+  }
+
+  function onRecognised(row, data) {
+    row.text = data.text;
+    row.lines = data.lines;
+    row.pageCount = data.page_count || row.pageCount;
+    showText(row, data.text.split("\f"));
+    if (row.pageCount > 1) showPages(row, `All ${plural(row.pageCount, "page")} recognised`);
+    if (!data.text) row.detailEl.textContent = "No text found.";
+    showExports(row);
+    setRowState(row, "done");
+  }
+
+  function pageError(row, data) {
+    if (typeof data.page_index !== "number") return data.error;
+    const where = `Page ${data.page_index + 1} of ${row.pageCount} failed`;
+    return { ...data.error, message: `${where}: ${data.error.message}` };
+  }
+
+  // The pages' texts (a sparse array while they arrive), a "— page n —" line between them.
+  function showText(row, texts) {
+    const nodes = [];
+    texts.forEach((text, index) => {
+      if (index > 0) nodes.push(pageBreak(index));
+      nodes.push(document.createTextNode(text));
+    });
+    row.textEl.replaceChildren(...nodes);
+    row.textEl.hidden = false;
+  }
+
+  function pageBreak(index) {
+    const mark = document.createElement("span");
+    mark.className = "page-break";
+    mark.textContent = `— page ${index + 1} —`;
+    return mark;
   }
 
   function finish(job, failed, message) {
@@ -455,6 +522,17 @@
     return stem.replace(/[^\w.-]+/g, "_").slice(0, 100);
   }
 
+  function saveBlob(blob, name) {
+    const url = URL.createObjectURL(blob);
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = name;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
   function download(row, kind) {
     let blob;
     if (kind === "txt") {
@@ -467,14 +545,72 @@
       };
       blob = new Blob([JSON.stringify(document_, null, 2)], { type: "application/json" });
     }
-    const url = URL.createObjectURL(blob);
-    const link = document.createElement("a");
-    link.href = url;
-    link.download = `${baseName(row.name)}.${kind}`;
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    saveBlob(blob, `${baseName(row.name)}.${kind}`);
+  }
+
+  // ---- the server's exports ----
+
+  function exportUrl(row, format) {
+    return `/api/ocr/${encodeURIComponent(row.job.id)}/files/${row.index}?format=${format}`;
+  }
+
+  // Plain links (the server names the file); with a token, a click fetches instead.
+  function showExports(row) {
+    if (!row.job.id || row.exportsEl.querySelector("a")) return;
+    for (const spec of EXPORTS) {
+      const link = Object.assign(document.createElement("a"), {
+        className: `export export-${spec.format}`, href: exportUrl(row, spec.format),
+        download: "", textContent: spec.label,
+      });
+      link.setAttribute("aria-label", `Export ${row.name} as ${spec.label}`);
+      link.addEventListener("click", (event) => {
+        if (!tokenInput.value.trim()) return;
+        event.preventDefault(); // a link cannot send the Authorization header
+        fetchExport(row, spec);
+      });
+      row.exportsEl.append(link);
+    }
+    row.exportsEl.hidden = false;
+  }
+
+  async function fetchExport(row, spec) {
+    const what = `the ${spec.label} of ${row.name}`;
+    try {
+      const response = await fetch(exportUrl(row, spec.format), {
+        headers: authorization(), cache: "no-store",
+      });
+      if (!response.ok) throw new Error(await responseProblem(response));
+      const name = attachmentName(response.headers.get("Content-Disposition"));
+      saveBlob(await response.blob(), name || `${baseName(row.name)}.${spec.extension}`);
+      notice.textContent = `Downloaded ${what}.`;
+    } catch (error) {
+      notice.textContent = `Could not download ${what}: ${error.message}`;
+    }
+  }
+
+  async function responseProblem(response) {
+    const head = `HTTP ${response.status}`;
+    if (!(response.headers.get("Content-Type") || "").includes("json")) return head;
+    try {
+      const problem = await response.json();
+      const detail = problem.detail || problem.title;
+      return detail ? `${detail} (${head})` : head;
+    } catch {
+      return head;
+    }
+  }
+
+  // The file name of a Content-Disposition header: RFC 6266's filename* first.
+  function attachmentName(header) {
+    if (!header) return "";
+    const extended = /filename\*\s*=\s*UTF-8''([^;\s]+)/i.exec(header);
+    try {
+      if (extended) return decodeURIComponent(extended[1]);
+    } catch {
+      // a malformed escape: fall back to the plain name
+    }
+    const plain = /filename\s*=\s*"((?:[^"\\]|\\.)*)"/i.exec(header);
+    return plain ? plain[1].replace(/\\(.)/g, "$1") : "";
   }
 
   async function copyText(row) {
