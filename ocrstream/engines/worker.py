@@ -162,7 +162,8 @@ def _stored_dpi(dpi: object) -> float | None:
     1 dpi for a TIFF without resolution tags, which is no resolution either (as the
     searchable PDF reads it)."""
     if isinstance(dpi, tuple) and dpi and isinstance(dpi[0], (int, float)) and dpi[0] > 1:
-        return round(float(dpi[0]), 3)
+        # PNG stores pixels per metre: 300 dpi comes back as 299.9994.
+        return round(float(dpi[0]), 2)
     return None
 
 
