@@ -115,7 +115,6 @@ class ServiceState:
         try:
             return await self.store.lookup(job_id)
         except Exception:
-            self.store.ready = False
             raise ServiceBusy(
                 "the shared store (Redis) is unreachable; retry shortly", retry_after=2
             ) from None

@@ -12,12 +12,17 @@ come back by themselves.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
 
 from tests.e2e.conftest import BOUNDARY, MULTIPART
+from tests.e2e.served import listening_process
 from tests.images import Upload, multipart_body, scripted_png
 from tests.ordering import check_stream
 from tests.redis_server import RedisServer, redis_server, requires_redis
@@ -234,8 +239,129 @@ async def test_a_lost_redis_makes_instances_not_ready_until_it_is_back(
     assert events[-1]["type"] == "processing_complete"
 
 
+async def _answers(client: httpx.AsyncClient, url: str) -> bool:
+    return (await client.get(url)).status_code != 503
+
+
 async def _keys(redis: RedisServer) -> list[str]:
     from ocrstream.service.redis.connection import open_redis
 
     async with open_redis(redis.url) as connection:
         return [name.decode() for name in await connection.keys("ocrstream:*")]
+
+
+async def test_watchers_of_a_lost_instance_get_instance_lost_within_its_lease(
+    start_server: StartServer, client: httpx.AsyncClient, redis_server: RedisServer, tmp_path: Any
+) -> None:
+    b = await _instance(start_server, redis_server, instance_lease=1)
+    env = {
+        "OCRSTREAM_REDIS_URL": redis_server.url,
+        "OCRSTREAM_OCR_ENGINE": "fake",
+        "OCRSTREAM_OCR_WORKERS": "1",
+        "OCRSTREAM_INSTANCE_LEASE": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "ocrstream",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+    ]
+    process_env = {k: v for k, v in os.environ.items() if not k.startswith("OCRSTREAM_")} | env
+    with listening_process(command, env=process_env, log=tmp_path / "a.log") as a:
+        body = multipart_body([Upload(scripted_png("SLEEP:60 never"), "slow.png")], BOUNDARY)
+        async with client.stream(
+            "POST", f"{a.url}/api/ocr", content=body, headers={"Content-Type": MULTIPART}
+        ) as upload:
+            job_id = upload.headers["Location"].rsplit("/", 1)[1]
+            events: list[dict[str, Any]] = []
+            decoder = SSEDecoder()
+            # A store call slower than 2 s on a loaded machine answers 503: retry, as
+            # Retry-After tells a client to.
+            await wait_until(
+                partial(_answers, client, f"{b.url}/api/ocr/{job_id}"), timeout=20, what="B"
+            )
+            async with client.stream("GET", f"{b.url}/api/ocr/{job_id}/events") as watch:
+                assert watch.status_code == 200, await watch.aread()
+                chunks = watch.aiter_raw()
+                # The watcher on B has the job's first events, then A dies.
+                async for chunk in chunks:
+                    events.extend(json.loads(m.data) for m in decoder.feed(chunk))
+                    if any(event["type"] == "image_ocr_start" for event in events):
+                        break
+                os.kill(a.pid, signal.SIGKILL)
+                killed_at = trio.current_time()
+                async for chunk in chunks:
+                    events.extend(json.loads(m.data) for m in decoder.feed(chunk))
+                lost_after = trio.current_time() - killed_at
+    outcome = check_stream(events, ocr=False)
+    assert outcome.error_code == "instance_lost"
+    assert lost_after < 1 + 2 + 1, f"instance_lost after {lost_after:.1f} s (lease 1 s + 2 s)"
+    snapshot = (await client.get(f"{b.url}/api/ocr/{job_id}")).json()
+    assert snapshot["status"] == "failed"
+    assert snapshot["error"]["code"] == "instance_lost"
+
+
+async def test_running_jobs_end_with_store_unavailable_after_upload_timeout(
+    start_server: StartServer, client: httpx.AsyncClient, redis_server: RedisServer
+) -> None:
+    a = await _instance(start_server, redis_server, upload_timeout=2)
+    body = multipart_body([Upload(scripted_png("SLEEP:60 never"), "slow.png")], BOUNDARY)
+    events: list[dict[str, Any]] = []
+    decoder = SSEDecoder()
+    async with client.stream(
+        "POST", f"{a.url}/api/ocr", content=body, headers={"Content-Type": MULTIPART}
+    ) as upload:
+        chunks = upload.aiter_raw()
+        async for chunk in chunks:
+            events.extend(json.loads(m.data) for m in decoder.feed(chunk))
+            if any(event["type"] == "image_ocr_start" for event in events):
+                break
+        redis_server.stop()
+        stopped_at = trio.current_time()
+        async for chunk in chunks:
+            events.extend(json.loads(m.data) for m in decoder.feed(chunk))
+        waited = trio.current_time() - stopped_at
+    outcome = check_stream(events, ocr=False)
+    assert outcome.error_code == "store_unavailable"
+    assert 2 <= waited < 2 + 5, f"ended {waited:.1f} s after the store went (UPLOAD_TIMEOUT 2 s)"
+    await a.wait_idle()
+    ocr = a.app.state.ocr
+    assert ocr is not None
+    assert ocr.statistics().busy == 0, "the job's OCR was cancelled"
+    redis_server.start()
+    store = a.app.state.store
+    assert store is not None
+    await wait_until(lambda: store.ready, timeout=15, what="the store back")
+    # Redis came back empty: the job is unknown there now.
+    gone = await client.get(f"{a.url}/api/ocr/{events[0]['job_id']}")
+    assert gone.status_code in {200, 404}
+
+
+async def test_a_paused_redis_is_unreachable_and_service_resumes_with_it(
+    start_server: StartServer, client: httpx.AsyncClient, redis_server: RedisServer
+) -> None:
+    a = await _instance(start_server, redis_server, instance_lease=1)
+    b = await _instance(start_server, redis_server, instance_lease=1)
+    redis_server.pause()
+    try:
+        store = a.app.state.store
+        assert store is not None
+        await wait_until(lambda: not store.ready, timeout=10, what="the paused store noticed")
+        assert (await client.get(f"{a.url}/readyz")).status_code == 503
+        await trio.sleep(1.5)  # longer than the instances' leases
+    finally:
+        redis_server.resume()
+    for server in (a, b):
+        server_store = server.app.state.store
+        assert server_store is not None
+        await wait_until(lambda s=server_store: s.ready, timeout=15, what="the store back")
+    # Neither instance took the other for lost: both serve and watch each other's jobs.
+    raw = await _upload(client, a, [Upload(scripted_png("after the pause"), "p.png")])
+    events = _events(raw)
+    assert events[-1]["type"] == "processing_complete"
+    watched = await client.get(f"{b.url}/api/ocr/{events[0]['job_id']}/events")
+    assert _frames(watched.content) == _frames(raw)

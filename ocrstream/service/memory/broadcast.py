@@ -140,8 +140,8 @@ class Broadcaster:
         wanted = cursor.position + 1
         first = self.first_id
         lagged = None
-        if self._unissued_from <= wanted <= self.boot_id:
-            wanted = max(wanted, first)
+        if self._unissued_from <= wanted < self.boot_id:
+            wanted = self.boot_id  # the ids before it were never issued
         if wanted < first:
             # Ids from before this boot are not ours to count: report only this
             # run's events that are gone (at least one, since the reader lost some).

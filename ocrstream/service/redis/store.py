@@ -129,6 +129,8 @@ class RedisStore:
         #: Whether Redis answered its last health check (``/readyz``).
         self.ready = False
         self._down_since: float | None = None
+        # Since when Redis has answered without a break (None: it is not answering).
+        self._healthy_since: float | None = None
         self.errors = 0
         self.instances_lost = 0
 
@@ -330,11 +332,14 @@ class RedisStore:
                         renewed_at = now
             except Exception as error:
                 self._store_failed(error)
+                self._healthy_since = None
                 self._end_if_down_too_long()
             else:
                 if not self.ready:
                     logger.info("the store %s is reachable", redacted(self._url))
                 self.ready, self._down_since = True, None
+                if self._healthy_since is None:
+                    self._healthy_since = trio.current_time()
             await trio.sleep(HEALTH_INTERVAL)
 
     def _end_if_down_too_long(self) -> None:
@@ -348,7 +353,12 @@ class RedisStore:
     async def _sweep_forever(self) -> None:
         while True:
             await trio.sleep(SWEEP_INTERVAL)
-            if not self.ready:
+            # Only a sweeper that has itself reached Redis for a whole lease judges
+            # others: after a pause of Redis, every instance first gets a chance to
+            # renew its lease (none is taken for lost because Redis was away).
+            healthy_since = self._healthy_since
+            settle = self._settings.instance_lease + HEALTH_INTERVAL
+            if healthy_since is None or trio.current_time() - healthy_since < settle:
                 continue
             try:
                 with trio.fail_after(STORE_TIMEOUT * 5):
