@@ -7,6 +7,8 @@ is tested through real processes in test_ocr.py and the e2e tests).
 from __future__ import annotations
 
 import json
+import threading
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -14,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ocrstream.core.config import load_settings
+from ocrstream.engines.worker import PageRequest
 from ocrstream.service.memory.registry import JobRegistry
 from ocrstream.service.ocr import OCRService
 from ocrstream.service.pipeline import JobOptions, run_job
@@ -29,6 +32,24 @@ BOUNDARY = "ocrstream-test-boundary"
 T = TypeVar("T")
 
 
+#: PDFium is not thread-safe: the real workers are processes of one thread each, and
+#: this stand-in runs every call that reaches PDFium under one lock.
+_PDFIUM = threading.Lock()
+
+
+def _reaches_pdfium(fn: Callable[..., object]) -> bool:
+    if not isinstance(fn, partial):
+        return False
+    if fn.func.__module__.startswith("ocrstream.documents"):
+        return True
+    return any(isinstance(arg, PageRequest) and arg.format == "PDF" for arg in fn.args)
+
+
+def _locked(fn: Callable[..., T], *args: object) -> T:
+    with _PDFIUM:
+        return fn(*args)
+
+
 class ThreadContext:
     """Stands in for a trio-parallel worker context: same calls, run in threads."""
 
@@ -39,9 +60,10 @@ class ThreadContext:
         kill_on_cancel: bool = False,
         limiter: trio.CapacityLimiter | None = None,
     ) -> T:
+        call: Callable[..., T] = partial(_locked, fn) if _reaches_pdfium(fn) else fn
         # A killed worker's result never comes back; an abandoned thread's neither.
         return await trio.to_thread.run_sync(
-            fn, *args, limiter=limiter, abandon_on_cancel=kill_on_cancel
+            call, *args, limiter=limiter, abandon_on_cancel=kill_on_cancel
         )
 
 

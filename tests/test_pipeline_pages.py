@@ -205,3 +205,11 @@ async def test_page_ordering_rules_hold_for_mixes_of_documents(
                 if event["type"] == "image_ocr_success" and event["data"]["file_index"] == index
             )
             assert success["text"] == "\f".join(texts)
+
+
+async def test_pages_are_recognised_in_page_order_when_they_queue() -> None:
+    texts = [f"SLEEP:0.01 page {index}" for index in range(12)]
+    body = multipart_body([Upload(scripted_tiff(texts), "a.tif")])
+    events, _handle = await _run(body, _service(workers=1), max_pages=20)
+    order = [page["page_index"] for page in _of(events, "page_ocr_success")]
+    assert order == list(range(12))

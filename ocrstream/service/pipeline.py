@@ -443,6 +443,12 @@ async def _recognize(
                 data = await trio.to_thread.run_sync(_read_spool, file.spool, limiter=work.limiter)
             return data
 
+    # Pages join the queue in page order (page 0 first): task i asks for its slot only
+    # once task i-1 has asked. Between the next task's go-ahead and this task's asking
+    # there is no checkpoint, so the scheduler's run order cannot swap them.
+    turns = [trio.Event() for _ in range(valid.page_count + 1)]
+    turns[0].set()
+
     async def read_page(page_index: int) -> None:
         request = PageRequest(
             format=valid.format,
@@ -451,6 +457,8 @@ async def _recognize(
             max_pixels=work.settings.max_image_pixels,
             use_text_layer=work.use_text_layer,
         )
+        await turns[page_index].wait()
+        turns[page_index + 1].set()
         async with ocr.slot(work.job.job_id):
             if not started.is_set():
                 nonlocal began
