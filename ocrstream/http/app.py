@@ -223,6 +223,23 @@ def _shared_store(state: ServiceState, fanout: FanOut) -> RedisStore:
             logger.warning("the result of job %s was not stored: %s", job_id, error)
 
     state.registry.results_sink = share_result
+    metrics = state.metrics
+    metrics.add_gauge(
+        "ocrstream_store_ready", "1 when the shared store (Redis) answers", lambda: store.ready
+    )
+    metrics.add_gauge(
+        "ocrstream_store_errors", "store calls that failed or timed out", lambda: store.errors
+    )
+    metrics.add_gauge(
+        "ocrstream_instances_lost",
+        "lost instances this one found and ended the jobs of",
+        lambda: store.instances_lost,
+    )
+    metrics.add_gauge(
+        "ocrstream_mirrored_jobs",
+        "other instances' jobs this one serves from the store",
+        lambda: mirrors.statistics().jobs,
+    )
     return store
 
 

@@ -365,3 +365,34 @@ async def test_a_paused_redis_is_unreachable_and_service_resumes_with_it(
     assert events[-1]["type"] == "processing_complete"
     watched = await client.get(f"{b.url}/api/ocr/{events[0]['job_id']}/events")
     assert _frames(watched.content) == _frames(raw)
+
+
+async def test_a_password_in_redis_url_is_used_and_never_shown(
+    start_server: StartServer,
+    client: httpx.AsyncClient,
+    tmp_path: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    guarded = RedisServer(tmp_path, password="hunter2-secret")
+    guarded.start()
+    try:
+        a = await _instance(start_server, guarded)
+        events = _events(await _upload(client, a, [Upload(scripted_png("pw"), "p.png")]))
+        assert events[-1]["type"] == "processing_complete"
+        metrics = (await client.get(f"{a.url}/metrics")).text
+        assert "ocrstream_store_ready 1.0" in metrics
+        guarded.stop()
+        store = a.app.state.store
+        assert store is not None
+        await wait_until(lambda: not store.ready, timeout=10, what="the store lost")
+        shown = [
+            (await client.get(f"{a.url}/metrics")).text,
+            (await client.get(f"{a.url}/readyz")).text,
+            (await client.get(f"{a.url}/openapi.json")).text,
+            caplog.text,
+            repr(a.app.state.settings),
+        ]
+        assert "redis://:***@127.0.0.1" in caplog.text, "the store's failure is logged"
+        assert not [text for text in shown if "hunter2" in text]
+    finally:
+        guarded.stop()
