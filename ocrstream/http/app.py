@@ -128,7 +128,8 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
 
     @app.before_serving
     async def start_ocr_workers() -> None:
-        if settings.ocr_engine != "none":
+        # OCR_WORKERS=0 (several instances): this instance recognises nothing itself.
+        if settings.ocr_engine != "none" and settings.ocr_workers > 0:
             state.ocr, state.ocr_scope = await app.nursery.start(run_ocr_service, settings)
 
     @app.before_serving
