@@ -77,3 +77,30 @@ def test_overrides_win_over_the_environment() -> None:
     settings = load_settings({"OCRSTREAM_PORT": "9000"}, port=9100, host=None)
     assert settings.port == 9100
     assert settings.host == "127.0.0.1"
+
+
+def test_redis_settings_and_their_defaults() -> None:
+    settings = load_settings({})
+    assert settings.redis_url is None
+    assert (settings.ocr_lease, settings.ocr_attempts, settings.instance_lease) == (30, 2, 10)
+    remote = load_settings({"OCRSTREAM_REDIS_URL": "rediss://:hunter2@cache:6380/1"})
+    assert remote.redis_url == "rediss://:hunter2@cache:6380/1"
+    assert "hunter2" not in repr(remote)
+    assert load_settings({"OCRSTREAM_REDIS_URL": "redis://h", "OCRSTREAM_OCR_WORKERS": "0"})
+
+
+@pytest.mark.parametrize(
+    "url", ["http://:hunter2@cache", "redis://:hunter2@/0", "redis://:hunter2@h/db"]
+)
+def test_a_bad_redis_url_is_named_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"OCRSTREAM_REDIS_URL": url})
+    assert "OCRSTREAM_REDIS_URL" in caught.value.message
+    assert "hunter2" not in caught.value.message
+    assert "***" in caught.value.message
+
+
+def test_no_workers_without_redis_stops_start_up() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"OCRSTREAM_OCR_WORKERS": "0"})
+    assert "REDIS_URL" in caught.value.message

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ocrstream.core.documents import Document, Line, Page, Word, split_words, with_words
+from ocrstream.core.documents import (
+    Document,
+    Line,
+    Page,
+    Word,
+    document_from_json,
+    split_words,
+    with_words,
+)
 
 
 def _page(index: int, text: str) -> Page:
@@ -73,3 +83,14 @@ def test_split_words_gives_the_lines_runs_without_spaces_inside_its_box(
         assert (top, bottom) == (5, 15)
     lefts = [word.bbox[0] for word in words]
     assert lefts == sorted(lefts)
+
+
+def test_a_document_comes_back_from_its_json() -> None:
+    document = Document(
+        file_index=3,
+        file_name="a.pdf",
+        format="PDF",
+        page_count=2,
+        pages=(_page(0, "a b"), _page(1, "c")),
+    )
+    assert document_from_json(json.loads(json.dumps(document.to_json()))) == document

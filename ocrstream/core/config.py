@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ocrstream.core.cors import normalise_origin
 from ocrstream.core.errors import ConfigError
+from ocrstream.core.redis_url import check_redis_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -78,7 +79,9 @@ class Settings(BaseSettings):  # type: ignore[explicit-any]  # pydantic's base i
         description="OCR engine; `fake` is the deterministic test engine shipped in the package",
     )
     ocr_workers: int = Field(
-        default_factory=lambda: os.cpu_count() or 1, ge=1, description="OCR worker processes"
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=0,
+        description="OCR worker processes (0 with REDIS_URL set: it recognises nothing itself)",
     )
     ocr_timeout: float = Field(120.0, gt=0, description="seconds one image may spend in OCR")
     ocr_max_side: int = Field(
@@ -99,6 +102,19 @@ class Settings(BaseSettings):  # type: ignore[explicit-any]  # pydantic's base i
         2048 * MIB, ge=MIB, description="bytes of worker memory past which it is replaced"
     )
     result_ttl: float = Field(600.0, gt=0, description="seconds a finished job stays readable")
+    # repr=False: the URL may hold a password, which is never logged nor shown.
+    redis_url: str | None = Field(
+        None,
+        repr=False,
+        description="redis:// or rediss:// URL of the store shared by every instance and worker",
+    )
+    ocr_lease: float = Field(
+        30.0, gt=0, description="seconds a worker holds a page without renewing its lease"
+    )
+    ocr_attempts: int = Field(2, ge=1, description="tries a page gets in all")
+    instance_lease: float = Field(
+        10.0, gt=0, description="seconds an instance's lease lasts without renewal"
+    )
     api_token: str | None = Field(None, min_length=1, description="bearer token for /api/")
     admin_token: str | None = Field(None, min_length=1, description="bearer token for /api/events")
     cors_origins: Annotated[frozenset[str], NoDecode] = Field(
@@ -169,10 +185,24 @@ class Settings(BaseSettings):  # type: ignore[explicit-any]  # pydantic's base i
             raise ValueError("at least one format is needed")
         return normalised
 
+    @field_validator("redis_url")
+    @classmethod
+    def _usable_redis_url(cls, value: str | None) -> str | None:
+        return None if value is None or not value.strip() else check_redis_url(value.strip())
+
     @model_validator(mode="after")
     def _check_deadlines(self) -> Settings:
         if self.upload_deadline < self.upload_timeout:
             raise ValueError("UPLOAD_DEADLINE must be at least UPLOAD_TIMEOUT")
+        return self
+
+    @model_validator(mode="after")
+    def _check_workers(self) -> Settings:
+        if self.ocr_workers == 0 and self.redis_url is None:
+            raise ValueError(
+                "OCR_WORKERS=0 needs REDIS_URL (workers elsewhere); alone, nothing would"
+                " recognise anything"
+            )
         return self
 
     @property

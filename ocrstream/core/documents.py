@@ -22,6 +22,7 @@ __all__ = [
     "PageSource",
     "Word",
     "clamp_confidence",
+    "document_from_json",
     "split_words",
     "with_words",
 ]
@@ -105,6 +106,94 @@ class Document:
             "page_count": self.page_count,
             "pages": [_page_json(page) for page in self.pages],
         }
+
+
+def document_from_json(data: object) -> Document:
+    """The way back from :meth:`Document.to_json` (the document as another instance
+    stored it).
+
+    Raises:
+        ValueError: not such a document.
+    """
+    fields = _object(data)
+    return Document(
+        file_index=_int(fields["file_index"]),
+        file_name=_str(fields["file_name"]),
+        format=_str(fields["format"]),
+        page_count=_int(fields["page_count"]),
+        pages=tuple(_page_from_json(page) for page in _list(fields["pages"])),
+    )
+
+
+def _object(value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object, got {type(value).__name__}")
+    return {str(name): item for name, item in value.items()}
+
+
+def _list(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _float(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+def _bbox(value: object) -> Bbox:
+    x0, y0, x1, y1 = (_int(item) for item in _list(value))
+    return (x0, y0, x1, y1)
+
+
+def _word_from_json(data: object) -> Word:
+    fields = _object(data)
+    return Word(
+        text=_str(fields["text"]),
+        confidence=_float(fields["confidence"]),
+        bbox=_bbox(fields["bbox"]),
+    )
+
+
+def _line_from_json(data: object) -> Line:
+    fields = _object(data)
+    return Line(
+        text=_str(fields["text"]),
+        confidence=_float(fields["confidence"]),
+        bbox=_bbox(fields["bbox"]),
+        words=tuple(_word_from_json(word) for word in _list(fields["words"])),
+    )
+
+
+def _page_from_json(data: object) -> Page:
+    fields = _object(data)
+    source = fields["source"]
+    if source != "ocr" and source != "text_layer":
+        raise ValueError(f"unknown page source {source!r}")
+    dpi = fields["dpi"]
+    return Page(
+        page_index=_int(fields["page_index"]),
+        source=source,
+        width=_int(fields["width"]),
+        height=_int(fields["height"]),
+        dpi=None if dpi is None else _float(dpi),
+        text=_str(fields["text"]),
+        lines=tuple(_line_from_json(line) for line in _list(fields["lines"])),
+    )
 
 
 def _page_json(page: Page) -> dict[str, object]:

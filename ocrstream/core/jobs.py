@@ -183,6 +183,25 @@ class JobRecord:
             self.finished_at = now
         return envelope
 
+    def append(self, envelope: Envelope, *, now: float) -> None:
+        """Record an envelope sequenced elsewhere (another instance's job), as it is.
+
+        Raises:
+            JobClosedError: the job already ended.
+            ValueError: its seq is not the next one, or it belongs to another job.
+        """
+        if self.finished:
+            raise JobClosedError(f"job {self.job_id} already ended; {envelope.type} refused")
+        if envelope.seq != self.next_seq or envelope.job_id != self.job_id:
+            raise ValueError(
+                f"expected seq {self.next_seq} of job {self.job_id}, got {envelope.seq} of "
+                f"{envelope.job_id}"
+            )
+        self.history.append(envelope)
+        self._fold(envelope.event)
+        if envelope.is_terminal:
+            self.finished_at = now
+
     def fail(self, event: ProcessingError, *, now: float) -> Envelope | None:
         """Record a terminal ``processing_error`` unless the job already ended."""
         if self.finished:

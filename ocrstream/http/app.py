@@ -10,6 +10,7 @@ and the error handlers. Refusals before a stream starts are RFC 9457 problem doc
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -35,9 +36,17 @@ from ocrstream.service.memory.originals import OriginalFiles
 from ocrstream.service.memory.registry import JobHandle, JobRegistry
 from ocrstream.service.metrics import Metrics
 from ocrstream.service.ocr import run_ocr_service
+from ocrstream.service.redis.connection import open_redis
+from ocrstream.service.redis.store import TAIL_BLOCK_MS, RedisStore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ocrstream.core.documents import Document
+    from ocrstream.core.envelope import Envelope
     from ocrstream.service.backend import EventBroadcast, JobStore
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["OCRStreamApp", "ServiceState", "create_app"]
 
@@ -80,9 +89,20 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         lagged=lagged,
         watcher_writes=watcher_writes,
     )
+    store: RedisStore | None = None
+    if settings.redis_url is None:
+        firehose: Callable[[Envelope], object] = broadcaster.publish
+    else:
+
+        def firehose(envelope: Envelope) -> None:
+            # Several instances: the event goes to Redis; the shared firehose brings it
+            # back to every instance's ring (this one's too) with its shared id.
+            assert store is not None
+            store.replicate(envelope)
+
     registry = JobRegistry(
         result_ttl=settings.result_ttl,
-        on_publish=(broadcaster.publish, metrics.observe, fanout.published),
+        on_publish=(firehose, metrics.observe, fanout.published),
     )
     # The embedded backend behind the seam the routes and the pipeline use (checked here
     # by the type checker; a second backend implements the same interfaces).
@@ -97,6 +117,8 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         decode_limiter=trio.CapacityLimiter(settings.validation_threads),
     )
     app.state = state
+    if settings.redis_url is not None:
+        store = state.store = _shared_store(state, fanout)
     # Watcher streams leave Quart once started; the fan-out task writes their events.
     app.asgi_app = WatcherStreams(app.asgi_app, fanout)  # type: ignore[method-assign]
 
@@ -106,13 +128,21 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
 
     @app.before_serving
     async def start_ocr_workers() -> None:
-        if settings.ocr_engine != "none":
+        # OCR_WORKERS=0 (several instances): this instance recognises nothing itself.
+        if settings.ocr_engine != "none" and settings.ocr_workers > 0:
             state.ocr, state.ocr_scope = await app.nursery.start(run_ocr_service, settings)
 
     @app.before_serving
+    async def start_store() -> None:
+        if store is not None:
+            state.store_scope = await app.nursery.start(_run_store, store)
+
+    @app.before_serving
     async def start_document_workers() -> None:
-        # Recognised files' bytes, for the searchable-PDF export, live as long as the app.
-        registry.originals = OriginalFiles()
+        # Recognised files' bytes, for the searchable-PDF export, live as long as the app
+        # (with several instances, the searchable PDF is made at once and shared instead).
+        if store is None:
+            registry.originals = OriginalFiles()
         state.documents, state.documents_scope = await app.nursery.start(
             run_document_workers, settings
         )
@@ -128,6 +158,8 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         if registry.originals is not None:
             registry.originals.close()
             registry.originals = None
+        if state.store_scope is not None:
+            state.store_scope.cancel()
 
     @app.errorhandler(RequestRefused)
     async def refused(error: RequestRefused) -> Response:
@@ -159,3 +191,63 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
     add_routes(app, state)
     add_result_routes(app, state)
     return app
+
+
+def _shared_store(state: ServiceState, fanout: FanOut) -> RedisStore:
+    """The shared store of several instances, and where recognised files' results go."""
+    settings = state.settings
+    assert settings.redis_url is not None
+    # The firehose tail blocks on Redis for up to a second at a time.
+    client = open_redis(settings.redis_url, blocking_slack=TAIL_BLOCK_MS / 1000)
+    mirrors = JobRegistry(result_ttl=settings.result_ttl, on_publish=(fanout.published,))
+    store = RedisStore(
+        client,
+        settings,
+        local=state.registry,
+        mirrors=mirrors,
+        broadcaster=state.broadcaster,
+        changed=fanout.changed,
+    )
+
+    async def share_result(job_id: str, document: Document, data: bytes) -> None:
+        pdf = None
+        if state.documents is not None:
+            try:
+                pdf = await state.documents.searchable_pdf(
+                    data, format=document.format, document=document
+                )
+            except Exception:
+                logger.exception("the searchable PDF of job %s could not be made", job_id)
+        try:
+            await store.keep_result(job_id, document, pdf)
+        except Exception as error:
+            logger.warning("the result of job %s was not stored: %s", job_id, error)
+
+    state.registry.results_sink = share_result
+    metrics = state.metrics
+    metrics.add_gauge(
+        "ocrstream_store_ready", "1 when the shared store (Redis) answers", lambda: store.ready
+    )
+    metrics.add_gauge(
+        "ocrstream_store_errors", "store calls that failed or timed out", lambda: store.errors
+    )
+    metrics.add_gauge(
+        "ocrstream_instances_lost",
+        "lost instances this one found and ended the jobs of",
+        lambda: store.instances_lost,
+    )
+    metrics.add_gauge(
+        "ocrstream_mirrored_jobs",
+        "other instances' jobs this one serves from the store",
+        lambda: mirrors.statistics().jobs,
+    )
+    return store
+
+
+async def _run_store(
+    store: RedisStore, *, task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED
+) -> None:
+    with trio.CancelScope() as scope:
+        async with store.client, trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            task_status.started(scope)

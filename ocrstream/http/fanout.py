@@ -160,8 +160,13 @@ class FanOut:
     def published(self, envelope: Envelope) -> None:
         """A job published ``envelope`` (a registry listener): mark its job's watchers
         and the firehose readers, and ring the doorbell. Constant time."""
-        if envelope.job_id in self._by_job:
-            self._dirty_jobs.add(envelope.job_id)
+        self.changed(envelope.job_id)
+
+    def changed(self, job_id: str | None) -> None:
+        """Job ``job_id`` has new events (None: only the firehose has): mark its watchers
+        and the firehose readers, and ring the doorbell. Constant time."""
+        if job_id in self._by_job:
+            self._dirty_jobs.add(job_id)
         if self._firehose:
             self._firehose_dirty = True
         self._doorbell.set()

@@ -47,7 +47,7 @@ def _text_export(format: str, document: Document) -> bytes:
     return to_alto(document)
 
 
-def _recognised(handle: Job, file_index: int) -> Document:
+async def _recognised(state: ServiceState, handle: Job, file_index: int) -> Document:
     """The file's pages, or the refusal its state earns."""
     result = handle.record.files.get(file_index)
     if result is None:
@@ -57,6 +57,9 @@ def _recognised(handle: Job, file_index: int) -> Document:
             result.error["code"], f"file {file_index} failed: {result.error['message']}"
         )
     document = handle.document(file_index)
+    if document is None and state.store is not None and result.status == "recognised":
+        # Another instance's job: its owner stored the pages in the shared store.
+        document = await state.store.document(handle.job_id, file_index)
     if document is not None:
         return document
     if handle.record.finished:
@@ -79,10 +82,10 @@ def add_result_routes(app: OCRStreamApp, state: ServiceState) -> None:
             raise BadQuery(
                 f"format must be one of {', '.join(EXPORT_FORMATS)}, not {format[:40]!r}"
             )
-        handle = state.registry.get(job_id)
+        handle = await state.find_job(job_id)
         if handle is None:
             raise NotFound(f"no job {job_id!r} (unknown, or expired after RESULT_TTL)")
-        document = _recognised(handle, file_index)
+        document = await _recognised(state, handle, file_index)
         media_type, extension = EXPORT_FORMATS[format]
         if format == "pdf":
             body = await _searchable_pdf(state, handle, document)
@@ -96,6 +99,10 @@ def add_result_routes(app: OCRStreamApp, state: ServiceState) -> None:
 
 
 async def _searchable_pdf(state: ServiceState, handle: Job, document: Document) -> bytes | None:
+    if state.store is not None:
+        # Made once by the job's owner when the file was recognised (file bytes do not
+        # stay in the shared store).
+        return await state.store.searchable_pdf(handle.job_id, document.file_index)
     original = await handle.original(document.file_index)
     if original is None or state.documents is None:
         logger.warning("no bytes kept for file %d of job %s", document.file_index, handle.job_id)

@@ -56,6 +56,7 @@ def add_routes(app: OCRStreamApp, state: ServiceState) -> None:
             raise NotFound("the firehose is disabled (OCRSTREAM_ADMIN_TOKEN is not set)")
         if not bearer_ok(admin):
             raise Unauthorized("the firehose needs 'Authorization: Bearer <admin token>'")
+        state.refuse_unless_store_ready()
         subscribe = partial(state.broadcaster.subscribe, last_event_id=last_event_id())
         return watcher_response(state, subscribe, job_id=None)
 
@@ -87,11 +88,14 @@ def add_routes(app: OCRStreamApp, state: ServiceState) -> None:
         # with the one processing_error: a reverse proxy such as nginx stops forwarding
         # a request body once the response has begun (SPEC "POST /api/ocr").
         await handle.wait_first_event()
+        if state.store is not None:
+            # Every instance knows the job before its uploader learns its id.
+            await state.store.wait_announced(handle.job_id)
         return response
 
     @app.get("/api/ocr/<job_id>/events")
     async def watch(job_id: str) -> Response:
-        handle = state.registry.get(job_id)
+        handle = await state.find_job(job_id)
         if handle is None:
             raise NotFound(f"no job {job_id!r} (unknown, or expired after RESULT_TTL)")
         after = last_event_id()
@@ -103,7 +107,7 @@ def add_routes(app: OCRStreamApp, state: ServiceState) -> None:
 
     @app.get("/api/ocr/<job_id>")
     async def snapshot(job_id: str) -> Response:
-        handle = state.registry.get(job_id)
+        handle = await state.find_job(job_id)
         if handle is None:
             raise NotFound(f"no job {job_id!r} (unknown, or expired after RESULT_TTL)")
         return json_response(handle.record.snapshot())

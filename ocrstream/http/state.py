@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from ocrstream.http.fanout import FanOut
     from ocrstream.service.documents import DocumentWorkers
     from ocrstream.service.memory.broadcast import Broadcaster
-    from ocrstream.service.memory.registry import JobRegistry
+    from ocrstream.service.memory.registry import JobHandle, JobRegistry
     from ocrstream.service.metrics import Metrics
     from ocrstream.service.ocr import OCRService
+    from ocrstream.service.redis.store import RedisStore
 
 __all__ = ["OCRStreamApp", "ServiceState"]
 
@@ -41,6 +42,7 @@ class ServiceState:
         ocr_scope: cancels the OCR workers.
         documents: the worker processes that open PDFs, while they run.
         documents_scope: cancels them.
+        store: the shared store (REDIS_URL set), else None.
         open_streams: SSE responses open now (uploads and watchers together).
         shutting_down: set on SIGTERM/SIGINT; new uploads are refused.
         job_tasks_running: upload jobs whose task has not ended yet.
@@ -56,6 +58,8 @@ class ServiceState:
     ocr_scope: trio.CancelScope | None = None
     documents: DocumentWorkers | None = None
     documents_scope: trio.CancelScope | None = None
+    store: RedisStore | None = None
+    store_scope: trio.CancelScope | None = None
     open_streams: int = 0
     shutting_down: bool = False
     job_tasks_running: int = 0
@@ -82,8 +86,38 @@ class ServiceState:
         """
         if self.shutting_down:
             raise ServiceBusy("the server is shutting down", retry_after=5)
+        self.refuse_unless_store_ready()
         if ocr and self.settings.ocr_engine != "none" and self.ocr is None:
             raise ServiceBusy("the OCR workers are not running; retry shortly", retry_after=5)
+
+    def refuse_unless_store_ready(self) -> None:
+        """Refuse while the shared store (REDIS_URL set) is unreachable.
+
+        Raises:
+            ServiceBusy: with a ``Retry-After``.
+        """
+        if self.store is not None and not self.store.ready:
+            raise ServiceBusy(
+                "the shared store (Redis) is unreachable; retry shortly", retry_after=2
+            )
+
+    async def find_job(self, job_id: str) -> JobHandle | None:
+        """The job, wherever it runs (with REDIS_URL set, from any instance); None when
+        unknown or expired.
+
+        Raises:
+            ServiceBusy: the shared store is unreachable.
+        """
+        self.refuse_unless_store_ready()
+        handle = self.registry.get(job_id)
+        if handle is not None or self.store is None:
+            return handle
+        try:
+            return await self.store.lookup(job_id)
+        except Exception:
+            raise ServiceBusy(
+                "the shared store (Redis) is unreachable; retry shortly", retry_after=2
+            ) from None
 
     def release_stream_slot(self) -> None:
         """One stream closed."""

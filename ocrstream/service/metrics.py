@@ -106,6 +106,11 @@ class Metrics:
             registry=self.registry,
         )
 
+    def add_gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """A gauge read from the live state at scrape time (the shared store's, the
+        queue's)."""
+        Gauge(name, documentation, registry=self.registry).set_function(read)
+
     def observe(self, envelope: Envelope) -> None:
         """Count one published event."""
         event = envelope.event

@@ -78,11 +78,14 @@ class Broadcaster:
     def __init__(self, capacity: int, *, first_id: int | None = None) -> None:
         self.capacity = capacity
         self.boot_id = first_id if first_id is not None else time.time_ns() // 1000
-        self._ring: deque[Envelope] = deque(maxlen=capacity)
+        # The held envelopes (None for frames numbered elsewhere): only their count matters.
+        self._ring: deque[Envelope | None] = deque(maxlen=capacity)
         # Each held event's ``id: <ring id>`` line and its frame's other bytes, alternately:
         # those are the bytes its job's readers get too (encoded once, when published).
         self._frames: deque[bytes] = deque(maxlen=2 * capacity)
         self.next_id = self.boot_id
+        # Ids from here up to boot_id were never issued (see publish_frame).
+        self._unissued_from = self.boot_id
         self._readers = 0
         self._lag_reports = 0
         self._missed = 0
@@ -91,6 +94,26 @@ class Broadcaster:
     def first_id(self) -> int:
         """The id of the oldest event still held (``next_id`` when empty)."""
         return self.next_id - len(self._ring)
+
+    def publish_frame(self, ring_id: int, frame: bytes) -> None:
+        """Append a frame numbered elsewhere (the shared firehose of several instances).
+
+        Ids are one apart; one that is not the next (this instance's reader of the
+        shared firehose fell behind it, or Redis came back empty) starts the ring afresh
+        from it, so a reader positioned before it is told it lagged.
+        """
+        if ring_id != self.next_id:
+            if not self._ring:
+                # Nothing held, so nothing is lost: the ids jumped over were never issued
+                # (the first frame from the shared firehose), and a reader waiting for the
+                # next event simply gets this one.
+                self._unissued_from = self.next_id
+            self._ring.clear()
+            self._frames.clear()
+            self.boot_id = self.next_id = ring_id
+        self._ring.append(None)
+        self._frames += (id_line(ring_id), frame)
+        self.next_id = ring_id + 1
 
     def publish(self, envelope: Envelope) -> int:
         """Append ``envelope``; returns its ring id. Never blocks."""
@@ -117,6 +140,8 @@ class Broadcaster:
         wanted = cursor.position + 1
         first = self.first_id
         lagged = None
+        if self._unissued_from <= wanted < self.boot_id:
+            wanted = self.boot_id  # the ids before it were never issued
         if wanted < first:
             # Ids from before this boot are not ours to count: report only this
             # run's events that are gone (at least one, since the reader lost some).

@@ -28,7 +28,7 @@ from ocrstream.core.sse import encode_event, id_line
 from ocrstream.service.cursor import ClosingCursor
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from ocrstream.core.documents import Document
     from ocrstream.core.envelope import Envelope
@@ -114,10 +114,21 @@ class JobHandle:
         self.cancel_reason = reason
         self.cancel_scope.cancel()
 
-    def _recorded(self, envelope: Envelope) -> None:
+    def publish_remote(self, envelope: Envelope, frame: bytes) -> None:
+        """Record an event sequenced by another instance, with the frame bytes it sent
+        (so this instance's readers get the same bytes), and wake every reader.
+
+        Raises:
+            JobClosedError: the job already ended.
+            ValueError: not the next seq.
+        """
+        self.record.append(envelope, now=trio.current_time())
+        self._recorded(envelope, frame)
+
+    def _recorded(self, envelope: Envelope, frame: bytes | None = None) -> None:
         # Encoded once here, however many readers send it, the firehose's included.
         assert envelope.seq is not None
-        self._wire += (id_line(envelope.seq), encode_event(envelope))
+        self._wire += (id_line(envelope.seq), encode_event(envelope) if frame is None else frame)
         self._registry._published(self, envelope)
         changed = self._changed
         assert changed is not None, "nothing is published after the terminal event"
@@ -138,10 +149,14 @@ class JobHandle:
             await self.wait_changed()
 
     async def keep_result(self, document: Document, data: bytes) -> None:
-        """Keep a recognised file's pages and (on disk) its bytes while the job is kept."""
+        """Keep a recognised file's pages and (on disk) its bytes while the job is kept;
+        with a results sink (several instances), hand them to it too."""
         originals = self._registry.originals
         if originals is not None:
             await trio.to_thread.run_sync(originals.save, self.job_id, document.file_index, data)
+        sink = self._registry.results_sink
+        if sink is not None:
+            await sink(self.job_id, document, data)
         self._documents[document.file_index] = document
 
     def document(self, file_index: int) -> Document | None:
@@ -230,6 +245,8 @@ class JobRegistry:
         originals: OriginalFiles | None = None,
     ) -> None:
         self.originals = originals
+        #: Where recognised files' results also go (the shared store), if anywhere.
+        self.results_sink: Callable[[str, Document, bytes], Awaitable[None]] | None = None
         self._result_ttl = result_ttl
         self._max_retained = max_retained
         self._on_publish = tuple(on_publish)
@@ -242,8 +259,13 @@ class JobRegistry:
 
     def create(self) -> JobHandle:
         """Register a new running job under a random UUID4."""
+        return self.adopt(JobRecord(job_id=str(uuid.uuid4())))
+
+    def adopt(self, record: JobRecord) -> JobHandle:
+        """Register a running job with ``record`` (a job another instance runs, whose
+        events this one mirrors)."""
         self.expire()
-        handle = JobHandle(JobRecord(job_id=str(uuid.uuid4())), self)
+        handle = JobHandle(record, self)
         self._jobs[handle.job_id] = handle
         self._running[handle] = None
         return handle

@@ -1,0 +1,51 @@
+"""The Redis client against a real private redis-server (the fixture starts and stops it)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import coredis
+import pytest
+
+from ocrstream.service.redis.connection import key, open_redis
+from tests.redis_server import RedisServer, redis_server, requires_redis
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = requires_redis
+__all__ = ["redis_server"]
+
+
+async def test_the_client_talks_to_a_private_server(redis_server: RedisServer) -> None:
+    client = open_redis(redis_server.url)
+    async with client:
+        assert await client.ping() == b"PONG"
+        assert await client.set(key("probe"), b"1")
+        assert await client.get(key("probe")) == b"1"
+
+
+async def test_a_password_is_used_and_never_shown(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path, password="hunter2")
+    server.start()
+    try:
+        async with open_redis(server.url) as client:
+            assert await client.ping() == b"PONG"
+        wrong = server.url.replace("hunter2", "wrong")
+        # coredis raises from its connection's task group: the error may come grouped.
+        with pytest.raises(
+            (coredis.exceptions.AuthenticationFailureError, ExceptionGroup)
+        ) as caught:
+            async with open_redis(wrong) as client:
+                await client.ping()
+        assert "wrong" not in repr(caught.value)
+        assert "invalid username-password" in _messages(caught.value)
+
+    finally:
+        server.stop()
+
+
+def _messages(error: BaseException) -> str:
+    if isinstance(error, BaseExceptionGroup):
+        return " ".join(_messages(inner) for inner in error.exceptions)
+    return str(error)
