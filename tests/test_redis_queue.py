@@ -3,11 +3,6 @@ end to end through real worker processes (fake engine), cancellation, cleanup.""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -133,7 +128,9 @@ async def test_a_one_file_job_is_taken_right_after_the_first_page_of_a_long_one(
             await queue.enqueue(
                 uid=f"big{index}", job_id="big", owner="i1", file="f", request=PageRequest()
             )
-        await queue.enqueue(uid="small0", job_id="small", owner="i1", file="f", request=PageRequest())
+        await queue.enqueue(
+            uid="small0", job_id="small", owner="i1", file="f", request=PageRequest()
+        )
         assert (await queue.depth()).queued == 21
         taken = [unit.uid for unit in [await queue.take("w/0") for _ in range(4)] if unit]
         assert taken == ["big0", "small0", "big1", "big2"]
@@ -172,4 +169,101 @@ async def test_an_expired_lease_goes_back_to_the_front_then_fails_after_its_atte
         assert isinstance(lost, OCRError)
         assert (lost.code, lost.message) == ("ocr_failed", LOST_MESSAGE)
         assert await queue.abandon(["b"]) == 1
+        assert await _leftovers(client) == []
+
+
+# End to end: RedisOCR and worker slots (real trio-parallel processes, fake engine).
+
+
+async def test_pages_flow_end_to_end_and_one_job_spreads_over_every_worker(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    ocr, _ = await _start(nursery, _settings(redis_server))
+    page = await ocr.recognize(scripted_png("hello"), job_id="j1", file_index=0)
+    assert page.text == "hello"
+    pids: list[str] = []
+
+    async def read(index: int) -> None:
+        request = PageRequest(page_index=0)
+        data = scripted_png(f"PID SLEEP:0.3 {index}")
+        pids.append((await ocr.recognize(data, request, job_id="j2", file_index=index)).text)
+
+    async with trio.open_nursery() as pages:
+        for index in range(4):
+            pages.start_soon(read, index)
+    assert len({text.split()[0] for text in pids}) == 2  # both slots' processes
+    async with open_redis(redis_server.url) as client:
+        assert await _leftovers(client) == []
+
+
+async def test_engine_errors_and_timeouts_come_back_as_ocr_errors(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    ocr, _ = await _start(nursery, _settings(redis_server, ocr_workers=1, ocr_timeout=0.5))
+    # A warm worker first: OCR_TIMEOUT counts from the page's start, as embedded.
+    await wait_until(lambda: ocr.statistics().capacity == 1, timeout=5)
+    assert (await ocr.recognize(scripted_png("warm"), job_id="j", file_index=9)).text == "warm"
+    with pytest.raises(OCRError) as failed:
+        await ocr.recognize(scripted_png("FAIL"), job_id="j", file_index=0)
+    assert failed.value.code == "ocr_failed"
+    assert "scripted failure" in failed.value.message
+    with pytest.raises(OCRError) as slow:
+        await ocr.recognize(scripted_png("SLEEP:5"), job_id="j", file_index=1)
+    assert slow.value.code == "ocr_timeout"
+
+
+async def test_a_cancelled_page_is_killed_within_a_second_and_queued_ones_never_start(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    ocr, workers = await _start(nursery, _settings(redis_server, ocr_workers=1))
+    assert workers is not None
+    pid = int((await ocr.recognize(scripted_png("PID"), job_id="j0", file_index=0)).text)
+    with trio.CancelScope() as job:
+        async with trio.open_nursery() as pages:
+            pages.start_soon(
+                partial(ocr.recognize, scripted_png("SPIN:30"), job_id="j", file_index=0)
+            )
+            await wait_until(lambda: workers.busy == 1, timeout=5)
+            for index in (1, 2):
+                pages.start_soon(
+                    partial(ocr.recognize, scripted_png("PID"), job_id="j", file_index=index)
+                )
+            await wait_until(lambda: ocr.statistics().waiting == 2, timeout=5)
+            await trio.sleep(0.2)  # the worker is computing
+            job.cancel()
+    cancelled_at = trio.current_time()
+    await wait_until(lambda: not _alive(pid), timeout=1, interval=0.01)
+    assert trio.current_time() - cancelled_at < 1
+    await wait_until(lambda: workers.statistics().cancelled == 1, timeout=2)
+    stats = workers.statistics()
+    assert (stats.done, stats.busy) == (1, 0)  # only the first PID page ever ran
+    # The slot is free again, with a new process.
+    page = await ocr.recognize(scripted_png("after"), job_id="j3", file_index=0)
+    assert page.text == "after"
+    assert workers.statistics().done == 2
+    async with open_redis(redis_server.url) as client:
+        assert await _leftovers(client) == []
+
+
+async def test_cancel_job_kills_its_pages_everywhere_and_fails_their_waiters(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    ocr, workers = await _start(nursery, _settings(redis_server, ocr_workers=1))
+    assert workers is not None
+    errors: list[str] = []
+
+    async def read(index: int) -> None:
+        try:
+            await ocr.recognize(scripted_png("SPIN:30"), job_id="j", file_index=index)
+        except OCRError as error:
+            errors.append(error.message)
+
+    async with trio.open_nursery() as pages:
+        for index in range(3):
+            pages.start_soon(read, index)
+        await wait_until(lambda: workers.busy == 1, timeout=5)
+        await ocr.cancel_job("j")
+    assert errors == ["the job was cancelled"] * 3
+    await wait_until(lambda: workers.busy == 0, timeout=1)
+    async with open_redis(redis_server.url) as client:
         assert await _leftovers(client) == []

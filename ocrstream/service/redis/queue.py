@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CANCEL_CHANNEL",
     "LOST_MESSAGE",
+    "MAX_WAKE_TOKENS",
+    "RESULTS_MAXLEN",
+    "RESULTS_TTL",
+    "UNIT_TTL",
     "OCRQueue",
     "QueueDepth",
     "Reaped",
