@@ -14,7 +14,7 @@ from ocrstream.core.errors import OCRError
 from ocrstream.engines.worker import PageRequest
 from ocrstream.service.redis.connection import open_redis
 from ocrstream.service.redis.ocr import RedisOCR, run_redis_ocr
-from ocrstream.service.redis.queue import LOST_MESSAGE, OCRQueue
+from ocrstream.service.redis.queue import LOST_MESSAGE, OCRQueue, file_key
 from ocrstream.service.redis.wire import (
     decode_outcome,
     encode_error,
@@ -25,7 +25,7 @@ from ocrstream.service.redis.wire import (
     request_to_json,
 )
 from ocrstream.service.redis.worker import RedisWorkers, run_redis_workers
-from tests.images import scripted_png
+from tests.images import scripted_png, scripted_tiff
 from tests.redis_server import RedisServer, redis_server, requires_redis
 from tests.waiting import wait_until
 
@@ -240,7 +240,7 @@ async def test_a_cancelled_page_is_killed_within_a_second_and_queued_ones_never_
     # The slot is free again, with a new process.
     page = await ocr.recognize(scripted_png("after"), job_id="j3", file_index=0)
     assert page.text == "after"
-    assert workers.statistics().done == 2
+    await wait_until(lambda: workers.statistics().done == 2, timeout=2)
     async with open_redis(redis_server.url) as client:
         assert await _leftovers(client) == []
 
@@ -267,3 +267,43 @@ async def test_cancel_job_kills_its_pages_everywhere_and_fails_their_waiters(
     await wait_until(lambda: workers.busy == 0, timeout=1)
     async with open_redis(redis_server.url) as client:
         assert await _leftovers(client) == []
+
+
+async def test_a_multi_page_file_is_stored_once_and_deleted_after_its_last_page(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    ocr, _ = await _start(nursery, _settings(redis_server))
+    data = scripted_tiff([f"frame {index} SLEEP:0.2" for index in range(4)])
+    texts: dict[int, str] = {}
+    async with open_redis(redis_server.url) as client:
+
+        async def read(index: int) -> None:
+            request = PageRequest(format="TIFF", page_index=index)
+            page = await ocr.recognize(data, request, job_id="j", file_index=0)
+            texts[page.page_index] = page.text
+
+        async with trio.open_nursery() as pages:
+            for index in range(4):
+                pages.start_soon(read, index)
+            await wait_until(lambda: ocr.statistics().busy == 2, timeout=5)
+            assert await client.exists([file_key("j", 0)]) == 1
+        assert texts == {index: f"frame {index} SLEEP:0.2" for index in range(4)}
+        assert await _leftovers(client) == []
+
+
+async def test_a_one_file_job_overtakes_a_queued_twenty_file_job(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    ocr, _ = await _start(nursery, _settings(redis_server, ocr_workers=1))
+    finished: list[str] = []
+
+    async def read(job: str, index: int) -> None:
+        await ocr.recognize(scripted_png("SLEEP:0.05"), job_id=job, file_index=index)
+        finished.append(f"{job}{index}")
+
+    async with trio.open_nursery() as pages:
+        for index in range(20):
+            pages.start_soon(read, "big", index)
+        await wait_until(lambda: ocr.statistics().waiting >= 18, timeout=5)
+        pages.start_soon(read, "small", 0)
+    assert finished.index("small0") <= 3  # next in turn, not after the twenty

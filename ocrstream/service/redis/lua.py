@@ -38,12 +38,16 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
-#: ARGV: prefix, uid, job, owner, file key, request JSON, tries, ttl ms, max wake tokens.
+#: ARGV: prefix, uid, job, owner, file key, request JSON, tries, ttl ms, max wake tokens,
+#: and the file's bytes (or an empty string when they are stored already).
 ENQUEUE = """
 local p, uid, job = ARGV[1], ARGV[2], ARGV[3]
 local ttl = tonumber(ARGV[8])
 local unit = p .. 'unit:' .. uid
 if redis.call('EXISTS', unit) == 1 then return 0 end  -- a retried enqueue
+if ARGV[10] ~= '' then
+  redis.call('SET', ARGV[5], ARGV[10], 'PX', ttl)
+end
 redis.call('HSET', unit, 'job', job, 'owner', ARGV[4], 'file', ARGV[5], 'req', ARGV[6],
            'tries', ARGV[7], 'attempt', 0)
 redis.call('PEXPIRE', unit, ttl)
@@ -65,7 +69,9 @@ redis.call('PEXPIRE', wake, ttl)
 return queued
 """
 
-#: ARGV: prefix, worker slot, lease ms. Returns {uid, job, owner, file, req, attempt} or nil.
+#: ARGV: prefix, worker slot, lease ms, the file key the slot holds (or ''). Returns
+#: {uid, job, owner, file, req, attempt, file bytes} or nil; the bytes are nil when the
+#: slot holds that file already (or it is gone).
 #: The head job of ``queue:ready`` gives its first unit and goes to the tail if it has
 #: more: round robin by job, page order within a job.
 TAKE = (
@@ -86,7 +92,9 @@ for _ = 1, 100 do
       redis.call('HSET', unit, 'worker', ARGV[2])
       redis.call('ZADD', p .. 'queue:leases', now + tonumber(ARGV[3]), uid)
       local f = redis.call('HMGET', unit, 'job', 'owner', 'file', 'req')
-      return {uid, f[1], f[2], f[3], f[4], attempt}
+      local data = false
+      if f[3] ~= ARGV[4] then data = redis.call('GET', f[3]) end
+      return {uid, f[1], f[2], f[3], f[4], attempt, data}
     end
   end
 end

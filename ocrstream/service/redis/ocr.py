@@ -105,6 +105,9 @@ class RedisOCR:
     ) -> Page:
         """Read one page of file ``file_index`` of ``job_id`` (bytes ``data``) on a worker.
 
+        The file's bytes go to Redis with its first pending page and are deleted once
+        none of its pages is pending here.
+
         Raises:
             OCRError: ``ocr_timeout`` when recognition took longer than the worker's
                 OCR_TIMEOUT; ``ocr_failed`` when the engine failed, the worker was lost
@@ -119,23 +122,28 @@ class RedisOCR:
         file.users += 1
         self._waiters[uid] = waiter
         enqueued = False
+        enqueue = partial(
+            self._queue.enqueue,
+            uid=uid,
+            job_id=job_id,
+            owner=self.instance_id,
+            file=file.name,
+            request=request,
+        )
         try:
             async with file.lock:
                 if not file.stored:
-                    await self._patiently(partial(self._queue.put_file, job_id, file_index, data))
-                    file.stored = True
-            # Set first: a cancel during the call may leave the unit queued.
-            enqueued = True
-            await self._patiently(
-                partial(
-                    self._queue.enqueue,
-                    uid=uid,
-                    job_id=job_id,
-                    owner=self.instance_id,
-                    file=file.name,
-                    request=request,
-                )
-            )
+                    # The file's first page stores its bytes in the same step. Flags are
+                    # set first: a cancel during the call may leave both in Redis.
+                    enqueued = file.stored = True
+                    try:
+                        await self._patiently(partial(enqueue, data=data))
+                    except BaseException:
+                        file.stored = False  # the file's next page sends the bytes again
+                        raise
+            if not enqueued:
+                enqueued = True
+                await self._patiently(enqueue)
             await waiter.done.wait()
         finally:
             del self._waiters[uid]
@@ -225,6 +233,11 @@ class RedisOCR:
                 waiter = self._waiters.get(result.uid)
                 if waiter is not None:
                     self._resolve(waiter, result.outcome)
+            try:
+                await self._queue.forget_results(self.instance_id, results)
+            except Exception as error:
+                if not is_store_error(error):
+                    raise  # what is left expires with the stream
 
     async def _keep(self) -> NoReturn:
         tick = min(1.0, self._queue.lease / 4)

@@ -1,7 +1,7 @@
 """The OCR queue in Redis, shared by the submitting instances and the workers.
 
 The unit of work is one page of one file (a *unit*, id ``uid``). The submitting side
-stores each file's bytes once (``file:{job}:{index}``) and enqueues one unit per page;
+enqueues one unit per page, the file's first also storing its bytes (``file:{job}:{index}``);
 any worker slot anywhere :meth:`~OCRQueue.take`\\ s the next unit (round robin by job,
 page order within a job), holds it under a lease it renews, and
 :meth:`~OCRQueue.complete`\\ s it with the outcome, which goes to the owner's results
@@ -88,6 +88,8 @@ class Unit:
         file_key: where the file's bytes are.
         request: which page, and how.
         attempt: this try's number (1 for the first).
+        data: the file's bytes, unless the slot said it holds them (or they are gone:
+            the job ended).
     """
 
     uid: str
@@ -96,6 +98,7 @@ class Unit:
     file_key: str
     request: PageRequest
     attempt: int
+    data: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,12 +170,6 @@ class OCRQueue:
 
     # The submitting side.
 
-    async def put_file(self, job_id: str, file_index: int, data: bytes) -> str:
-        """Store a file's bytes (once per file); returns its key."""
-        name = file_key(job_id, file_index)
-        await self.client.set(name, data, px=self._ttl_ms)
-        return name
-
     async def delete_files(self, names: Iterable[str]) -> None:
         """Delete file bytes (their last page is done, or their job ended)."""
         names = list(names)
@@ -180,10 +177,22 @@ class OCRQueue:
             await self.client.delete(names)
 
     async def enqueue(
-        self, *, uid: str, job_id: str, owner: str, file: str, request: PageRequest
+        self,
+        *,
+        uid: str,
+        job_id: str,
+        owner: str,
+        file: str,
+        request: PageRequest,
+        data: bytes | None = None,
     ) -> None:
         """Queue page ``request`` of the file at key ``file`` as unit ``uid`` of
-        ``job_id``; its outcome goes to ``owner``'s results stream."""
+        ``job_id``; its outcome goes to ``owner``'s results stream.
+
+        Args:
+            data: the file's bytes, stored at ``file`` in the same step (its first
+                page); None when they are stored already.
+        """
         await self._enqueue(
             args=[
                 PREFIX,
@@ -195,6 +204,7 @@ class OCRQueue:
                 self.attempts,
                 self._ttl_ms,
                 MAX_WAKE_TOKENS,
+                data or b"",
             ]
         )
 
@@ -228,7 +238,7 @@ class OCRQueue:
 
     async def read_results(self, owner: str, after: bytes, *, block: float) -> list[Result]:
         """Outcomes for ``owner`` past entry ``after``, waiting up to ``block`` seconds
-        for the first; read entries are deleted."""
+        for the first (delete them with :meth:`forget_results` once handed over)."""
         stream = key("results", owner)
         response = await self.client.xread(
             {stream: after}, count=100, block=max(1, round(block * 1000))
@@ -244,9 +254,13 @@ class OCRQueue:
                         outcome=cast("bytes", fields[b"outcome"]),
                     )
                 )
-        if results:
-            await self.client.xdel(stream, [result.entry_id for result in results])
         return results
+
+    async def forget_results(self, owner: str, results: Iterable[Result]) -> None:
+        """Delete results read from ``owner``'s stream."""
+        ids = [result.entry_id for result in results]
+        if ids:
+            await self.client.xdel(key("results", owner), ids)
 
     # The worker side.
 
@@ -259,24 +273,26 @@ class OCRQueue:
         token = await self.client.blpop([key("queue", "wake")], timeout=seconds)
         return token is not None
 
-    async def take(self, worker: str) -> Unit | None:
-        """The next unit in turn, leased to slot ``worker``; None when none is queued."""
-        reply: object = await self._take(args=[PREFIX, worker, self._lease_ms])
+    async def take(self, worker: str, *, holding: str | None = None) -> Unit | None:
+        """The next unit in turn, leased to slot ``worker``; None when none is queued.
+
+        Args:
+            holding: the file key whose bytes the slot keeps from its last unit; the
+                unit comes with its file's bytes (:attr:`Unit.data`) unless it is that one.
+        """
+        reply: object = await self._take(args=[PREFIX, worker, self._lease_ms, holding or ""])
         if not reply:
             return None
-        uid, job_id, owner, file, request, attempt = cast("list[bytes | int]", reply)
+        uid, job_id, owner, file, request, attempt, *data = cast("list[bytes | int | None]", reply)
         return Unit(
             uid=_text(uid),
             job_id=_text(job_id),
             owner=_text(owner),
             file_key=_text(file),
             request=request_from_json(cast("bytes", request)),
-            attempt=int(attempt),
+            attempt=int(cast("int", attempt)),
+            data=cast("bytes | None", data[0] if data else None),
         )
-
-    async def get_file(self, name: str) -> bytes | None:
-        """A file's bytes (None once deleted: its job ended)."""
-        return await self.client.get(name)
 
     async def renew(self, unit: Unit, worker: str) -> bool:
         """Extend ``worker``'s lease of ``unit``.

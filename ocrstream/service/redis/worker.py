@@ -195,7 +195,7 @@ class RedisWorkers:
                 # Shielded: a take Redis carried out must reach us, or the unit would
                 # sit leased to nobody until its lease ran out.
                 with trio.CancelScope(shield=True):
-                    unit = await self.queue.take(slot)
+                    unit = await self.queue.take(slot, holding=cached[0] if cached else None)
             except Exception as error:
                 self._store_error(error)
                 await backoff.wait()
@@ -204,7 +204,7 @@ class RedisWorkers:
             if unit is None:
                 await self._wait_for_work(backoff)
                 continue
-            cached = await self._work(unit, slot, cached, backoff)
+            cached = await self._work(unit, slot, cached)
 
     async def _wait_for_work(self, backoff: _Backoff) -> None:
         with trio.CancelScope() as scope:
@@ -219,19 +219,18 @@ class RedisWorkers:
                 self._idle.discard(scope)
 
     async def _work(
-        self, unit: Unit, slot: str, cached: tuple[str, bytes] | None, backoff: _Backoff
+        self, unit: Unit, slot: str, cached: tuple[str, bytes] | None
     ) -> tuple[str, bytes] | None:
         """Recognise ``unit`` and complete it; returns the file kept for the next unit."""
+        if cached is None or cached[0] != unit.file_key:
+            cached = None if unit.data is None else (unit.file_key, unit.data)
         held = _Held(unit)
         self._held[unit.uid] = held
         if unit.uid in self._recent or f"j:{unit.job_id}" in self._recent:
             held.scope.cancel()  # cancelled before we knew we held it
-        handed_back = True
+        finished = False
         try:
             with held.scope:
-                if cached is None or cached[0] != unit.file_key:
-                    data = await self.queue.get_file(unit.file_key)
-                    cached = None if data is None else (unit.file_key, data)
                 if cached is None:
                     outcome = encode_error(
                         OCRError("ocr_failed", "the file's bytes are no longer in the store")
@@ -241,16 +240,11 @@ class RedisWorkers:
                         nursery.start_soon(self._renew, held, slot)
                         outcome = await self._recognize(cached[1], unit.request)
                         nursery.cancel_scope.cancel()
-            handed_back = False
-        except Exception as error:
-            # Redis failed us before the page ran (fetching its file): hand it back.
-            self._store_error(error)
-            await backoff.wait()
-            return None
+            finished = True
         finally:
             del self._held[unit.uid]
-            if handed_back:
-                await self._release(unit, slot)
+            if not finished:
+                await self._release(unit, slot)  # stopping: hand it back
         if held.scope.cancelled_caught:
             self._counts.cancelled += 1
             return cached
@@ -258,8 +252,8 @@ class RedisWorkers:
         return cached
 
     async def _release(self, unit: Unit, slot: str) -> None:
-        # Stopping (or Redis failing) mid-unit: hand it back so another worker takes it
-        # at once rather than after its lease; a cancelled unit is gone already.
+        # Stopping mid-unit: hand it back so another worker takes it at once rather than
+        # after its lease, and this try does not count.
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             try:
                 await self.queue.release(unit, slot)
