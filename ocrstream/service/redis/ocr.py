@@ -260,6 +260,7 @@ class RedisOCR:
             owner=self.instance_id,
             uids=waiting,
             files=[file.name for file in self._files.values() if file.stored],
+            jobs=[waiter.job_id for waiter in waiting.values()],
         )
         lost = encode_error(OCRError("ocr_failed", "the OCR queue lost the page"))
         for uid, waiter in waiting.items():

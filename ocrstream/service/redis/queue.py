@@ -221,8 +221,11 @@ class OCRQueue:
         Returns how many units there were."""
         return int(cast("int", await self._cancel_job(args=[PREFIX, job_id])))
 
-    async def refresh(self, *, owner: str, uids: Iterable[str], files: Iterable[str]) -> set[str]:
-        """Renew the TTL of a waiting owner's units, files and results stream.
+    async def refresh(
+        self, *, owner: str, uids: Iterable[str], files: Iterable[str], jobs: Iterable[str]
+    ) -> set[str]:
+        """Renew the TTL of a waiting owner's units, files, jobs' queues, results stream
+        and of the ready list (so a long wait in a busy cluster loses nothing).
 
         Returns:
             the uids that no longer exist (done since, or lost: a Redis that came back
@@ -233,6 +236,10 @@ class OCRQueue:
             renewed = [pipe.pexpire(key("unit", uid), self._ttl_ms) for uid in uids]
             for name in files:
                 pipe.pexpire(name, self._ttl_ms)
+            for job_id in set(jobs):
+                pipe.pexpire(key("queue", "job", job_id), self._ttl_ms)
+                pipe.pexpire(key("queue", "units", job_id), self._ttl_ms)
+            pipe.pexpire(key("queue", "ready"), self._ttl_ms)
             pipe.pexpire(key("results", owner), round(RESULTS_TTL * 1000))
         return {uid for uid, done in zip(uids, renewed, strict=True) if not await done}
 
