@@ -3,8 +3,8 @@
 
 ``worker`` (REDIS_URL required) recognises pages from the shared Redis queue until
 SIGTERM/SIGINT; then it takes no more, lets the pages it holds finish for
-:data:`WORKER_STOP_GRACE` seconds and hands the rest back to the queue (they go to
-another worker at once, and the interrupted try does not count).
+``--stop-grace`` seconds (:data:`WORKER_STOP_GRACE`) and hands the rest back to the queue
+(they go to another worker at once, and the interrupted try does not count).
 
 Exit codes of ``submit`` and ``watch`` (see :mod:`ocrstream.client.terminal`): 0 every file
 valid (and recognised); 1 the job finished but some file was invalid or failed OCR;
@@ -136,6 +136,14 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--metrics-port", type=int, help="serve /metrics and /healthz on 127.0.0.1:PORT"
     )
+    worker.add_argument(
+        "--stop-grace",
+        type=float,
+        default=WORKER_STOP_GRACE,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, seconds the pages held may finish before they are handed"
+        f" back to the queue (default {WORKER_STOP_GRACE:g})",
+    )
     submit = commands.add_parser("submit", help="upload files and show their progress")
     submit.add_argument("files", nargs="+", help="images, multi-page TIFFs and PDFs to upload")
     submit.add_argument("--no-ocr", action="store_true", help="validate only (?ocr=false)")
@@ -203,13 +211,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ocrstream: OCRSTREAM_OCR_ENGINE={settings.ocr_engine}: {error}", file=sys.stderr)
         return 2
     if arguments.command == "worker":
-        trio.run(partial(_run_worker, settings, metrics_port=arguments.metrics_port))
+        trio.run(
+            partial(
+                _run_worker,
+                settings,
+                metrics_port=arguments.metrics_port,
+                stop_grace=arguments.stop_grace,
+            )
+        )
         return 0
     trio.run(partial(run_server, settings))
     return 0
 
 
-async def _run_worker(settings: Settings, *, metrics_port: int | None) -> None:
+async def _run_worker(settings: Settings, *, metrics_port: int | None, stop_grace: float) -> None:
     from ocrstream.core.redis_url import redacted
     from ocrstream.http.worker_http import serve_worker_http
     from ocrstream.service.redis.worker import RedisWorkers, run_redis_workers
@@ -237,8 +252,9 @@ async def _run_worker(settings: Settings, *, metrics_port: int | None) -> None:
             async for signum in signals:
                 logger.info("received %s: stopping", signal.Signals(signum).name)
                 break
-            workers.stop_taking()
-            nursery.cancel_scope.deadline = trio.current_time() + WORKER_STOP_GRACE
+            workers.stop_taking(grace=stop_grace)
+            # A backstop: the hand-back of held pages is bounded, and so is the stop.
+            nursery.cancel_scope.deadline = trio.current_time() + stop_grace + 5
 
 
 if __name__ == "__main__":  # pragma: no cover

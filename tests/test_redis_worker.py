@@ -40,7 +40,9 @@ __all__ = ["redis_server"]
 _ROOT = Path(__file__).resolve().parent.parent
 
 
-def _spawn_worker(server: RedisServer, **variables: str) -> subprocess.Popen[bytes]:
+def _spawn_worker(
+    server: RedisServer, *arguments: str, **variables: str
+) -> subprocess.Popen[bytes]:
     """``ocrstream worker`` in a process of its own; its log goes to the server's directory."""
     env = {
         **os.environ,
@@ -53,7 +55,7 @@ def _spawn_worker(server: RedisServer, **variables: str) -> subprocess.Popen[byt
     }
     with (server.directory / "worker.log").open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "ocrstream", "worker"],
+            [sys.executable, "-m", "ocrstream", "worker", *arguments],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -157,6 +159,31 @@ async def test_sigterm_lets_the_held_page_finish_then_the_worker_leaves(
     assert "received SIGTERM" in log
     assert redis_server.url not in log or "@" not in redis_server.url
     await wait_until(lambda: ocr.statistics().capacity == 0, timeout=3)
+
+
+async def test_past_the_grace_a_stopping_worker_hands_its_page_back_without_using_a_try(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    settings = _settings(redis_server, ocr_workers=1, ocr_attempts=1)
+    ocr, _ = await _start(nursery, settings, workers=False)
+    process = _spawn_worker(redis_server, "--stop-grace", "0.3", OCRSTREAM_OCR_ATTEMPTS="1")
+    await wait_until(lambda: ocr.statistics().capacity == 1, timeout=15, what="worker up")
+    texts: list[str] = []
+
+    async def read() -> None:
+        page = await ocr.recognize(scripted_png("SLEEP:1.5 again"), job_id="j", file_index=0)
+        texts.append(page.text)
+
+    async with trio.open_nursery() as pages:
+        pages.start_soon(read)
+        await wait_until(lambda: ocr.statistics().busy == 1, timeout=5)
+        process.send_signal(signal.SIGTERM)
+        assert await trio.to_thread.run_sync(partial(process.wait, timeout=10)) == 0
+        handed_back_at = trio.current_time()
+        await nursery.start(partial(run_redis_workers, settings))
+    # Taken again at once (not after OCR_LEASE), and OCR_ATTEMPTS=1 still allowed it.
+    assert texts == ["SLEEP:1.5 again"]
+    assert trio.current_time() - handed_back_at < 1.5 + 2
 
 
 async def test_workers_ride_out_a_redis_restart_without_spinning(

@@ -133,6 +133,7 @@ class RedisWorkers:
         self._counts = _Counts()
         self._taking = True
         self._idle: set[trio.CancelScope] = set()
+        self._slots_scope = trio.CancelScope()
 
     def statistics(self) -> WorkerStatistics:
         """Counts for ``/metrics`` and tests."""
@@ -147,11 +148,21 @@ class RedisWorkers:
             store_errors=counts.store_errors,
         )
 
-    def stop_taking(self) -> None:
-        """Take no more units; the ones held run on (a graceful stop's first step)."""
+    def stop_taking(self, *, grace: float = math.inf) -> None:
+        """Take no more units; the ones held run on for ``grace`` seconds, then they are
+        handed back to the queue (another worker takes them at once, and the try does not
+        count). :meth:`run` returns once no unit is held.
+
+        Stop this way rather than by cancelling the owner of the Redis client: the
+        client's own connection tasks live under that owner, and the hand-back needs them.
+        """
         self._taking = False
         for scope in self._idle:
             scope.cancel()
+        if grace < math.inf:
+            self._slots_scope.deadline = min(
+                self._slots_scope.deadline, trio.current_time() + grace
+            )
 
     @property
     def busy(self) -> int:
@@ -164,11 +175,12 @@ class RedisWorkers:
         async with trio.open_nursery() as nursery:
             await nursery.start(self._listen)
             nursery.start_soon(self._upkeep)
-            async with trio.open_nursery() as slots:
-                for slot in self.slots:
-                    slots.start_soon(self._warm_up)
-                    slots.start_soon(self._slot, slot)
-                task_status.started()
+            with self._slots_scope:
+                async with trio.open_nursery() as slots:
+                    for slot in self.slots:
+                        slots.start_soon(self._warm_up)
+                        slots.start_soon(self._slot, slot)
+                    task_status.started()
             nursery.cancel_scope.cancel()
         await self._forget()
 
