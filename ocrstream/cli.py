@@ -1,5 +1,10 @@
-"""The ``ocrstream`` command: ``serve``, ``submit FILES… [--save DIR --format txt,pdf]``
-and ``watch JOB_ID``.
+"""The ``ocrstream`` command: ``serve``, ``worker [--metrics-port P]``,
+``submit FILES… [--save DIR --format txt,pdf]`` and ``watch JOB_ID``.
+
+``worker`` (REDIS_URL required) recognises pages from the shared Redis queue until
+SIGTERM/SIGINT; then it takes no more, lets the pages it holds finish for
+``--stop-grace`` seconds (:data:`WORKER_STOP_GRACE`) and hands the rest back to the queue
+(they go to another worker at once, and the interrupted try does not count).
 
 Exit codes of ``submit`` and ``watch`` (see :mod:`ocrstream.client.terminal`): 0 every file
 valid (and recognised); 1 the job finished but some file was invalid or failed OCR;
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from functools import partial
 from pathlib import Path
@@ -28,9 +34,13 @@ from ocrstream.core.exports import EXPORT_FORMATS
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["main"]
+    from ocrstream.core.config import Settings
+
+__all__ = ["WORKER_STOP_GRACE", "main"]
 
 _DEFAULT_URL = "http://127.0.0.1:8000"
+#: Seconds a stopping ``ocrstream worker`` lets the pages it holds finish.
+WORKER_STOP_GRACE = 10.0
 
 
 def _export_formats(value: str) -> list[str]:
@@ -122,6 +132,18 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="listen address (default OCRSTREAM_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default OCRSTREAM_PORT or 8000)")
+    worker = commands.add_parser("worker", help="recognise pages from the shared Redis queue")
+    worker.add_argument(
+        "--metrics-port", type=int, help="serve /metrics and /healthz on 127.0.0.1:PORT"
+    )
+    worker.add_argument(
+        "--stop-grace",
+        type=float,
+        default=WORKER_STOP_GRACE,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, seconds the pages held may finish before they are handed"
+        f" back to the queue (default {WORKER_STOP_GRACE:g})",
+    )
     submit = commands.add_parser("submit", help="upload files and show their progress")
     submit.add_argument("files", nargs="+", help="images, multi-page TIFFs and PDFs to upload")
     submit.add_argument("--no-ocr", action="store_true", help="validate only (?ocr=false)")
@@ -160,20 +182,79 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        settings = load_settings(host=arguments.host, port=arguments.port)
+        settings = load_settings(
+            host=getattr(arguments, "host", None), port=getattr(arguments, "port", None)
+        )
     except ConfigError as error:
         print(f"ocrstream: {error.message}", file=sys.stderr)
         return 2
     from ocrstream.engines.base import EngineUnavailable
     from ocrstream.http.serve import check_engine, run_server
 
+    if arguments.command == "worker":
+        if settings.redis_url is None:
+            print(
+                "ocrstream: worker needs OCRSTREAM_REDIS_URL (the Redis the instances share)",
+                file=sys.stderr,
+            )
+            return 2
+        if settings.ocr_workers < 1 or settings.ocr_engine == "none":
+            print(
+                "ocrstream: worker needs OCRSTREAM_OCR_WORKERS of 1 or more and an engine"
+                " (OCRSTREAM_OCR_ENGINE)",
+                file=sys.stderr,
+            )
+            return 2
     try:
         check_engine(settings)
     except EngineUnavailable as error:
         print(f"ocrstream: OCRSTREAM_OCR_ENGINE={settings.ocr_engine}: {error}", file=sys.stderr)
         return 2
+    if arguments.command == "worker":
+        trio.run(
+            partial(
+                _run_worker,
+                settings,
+                metrics_port=arguments.metrics_port,
+                stop_grace=arguments.stop_grace,
+            )
+        )
+        return 0
     trio.run(partial(run_server, settings))
     return 0
+
+
+async def _run_worker(settings: Settings, *, metrics_port: int | None, stop_grace: float) -> None:
+    from ocrstream.core.redis_url import redacted
+    from ocrstream.http.worker_http import serve_worker_http
+    from ocrstream.service.redis.worker import RedisWorkers, run_redis_workers
+
+    logger = logging.getLogger("ocrstream.worker")
+    assert settings.redis_url is not None
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def work(*, task_status: trio.TaskStatus[RedisWorkers]) -> None:
+                await run_redis_workers(settings, task_status=task_status)
+                nursery.cancel_scope.cancel()  # stopped taking, and the held pages are done
+
+            workers: RedisWorkers = await nursery.start(work)
+            logger.info(
+                "worker %s: %d slots (%s) on %s",
+                workers.worker_id,
+                len(workers.slots),
+                settings.ocr_engine,
+                redacted(settings.redis_url),
+            )
+            if metrics_port is not None:
+                port = await nursery.start(serve_worker_http, metrics_port, workers)
+                logger.info("metrics on http://127.0.0.1:%d/metrics", port)
+            async for signum in signals:
+                logger.info("received %s: stopping", signal.Signals(signum).name)
+                break
+            workers.stop_taking(grace=stop_grace)
+            # A backstop: the hand-back of held pages is bounded, and so is the stop.
+            nursery.cancel_scope.deadline = trio.current_time() + stop_grace + 5
 
 
 if __name__ == "__main__":  # pragma: no cover

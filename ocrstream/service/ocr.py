@@ -132,14 +132,26 @@ class OCRService:
         """Wait for this job's turn at a worker (an async context manager)."""
         return self._scheduler.slot(job_key)
 
-    async def recognize(self, data: bytes, request: PageRequest | None = None) -> Page:
+    async def recognize(
+        self,
+        data: bytes,
+        request: PageRequest | None = None,
+        *,
+        job_id: str | None = None,
+        file_index: int | None = None,
+    ) -> Page:
         """Read one page of the file ``data`` in a worker process (an image's only page
         when ``request`` is None); call it while holding a slot.
+
+        ``job_id`` and ``file_index`` name the file for the Redis queue's service
+        (:class:`~ocrstream.service.redis.ocr.RedisOCR`), which shares this call; here
+        they change nothing.
 
         Raises:
             OCRError: ``ocr_timeout`` past OCR_TIMEOUT (the worker is killed), or
                 ``ocr_failed`` when the engine raised or its worker died.
         """
+        del job_id, file_index
         with trio.move_on_after(self._timeout) as deadline:
             try:
                 page: Page = await self._context.run_sync(

@@ -1,0 +1,345 @@
+"""OCR through the Redis queue: the submitting instance's side, a drop-in for
+:class:`~ocrstream.service.ocr.OCRService`.
+
+:meth:`RedisOCR.recognize` stores the file's bytes once (while any of its pages is
+pending), enqueues the page as a unit and waits for its outcome, which one results-reader
+task per instance (:meth:`RedisOCR.run`) hands over from this instance's results stream.
+Fairness lives in Redis, so :meth:`RedisOCR.slot` holds nothing. Cancelling ``recognize``
+(the job was cancelled) drops the unit before it leaves this process's hands: queued, it
+never starts; being recognised, its worker kills it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+import trio
+
+from ocrstream.core.errors import OCRError
+from ocrstream.engines.worker import PageRequest
+from ocrstream.service.ocr import OCRStatistics
+from ocrstream.service.redis.connection import open_redis
+from ocrstream.service.redis.queue import OCRQueue, QueueDepth, file_key, is_store_error
+from ocrstream.service.redis.wire import decode_outcome, encode_error
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+
+    import coredis
+
+    from ocrstream.core.config import Settings
+    from ocrstream.core.documents import Page
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CLEANUP_TIMEOUT", "RedisOCR", "open_store", "run_redis_ocr"]
+
+#: Seconds the shielded cleanup of a cancelled page may take (dropping its unit).
+CLEANUP_TIMEOUT = 2.0
+#: Seconds a results read blocks in Redis before it looks again.
+_READ_BLOCK = 1.0
+#: Seconds between renewals of this instance's pending units and files.
+_REFRESH_INTERVAL = 5.0
+#: Backoff bounds (seconds) while Redis does not answer.
+_BACKOFF = (0.05, 2.0)
+
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True)
+class _Waiter:
+    job_id: str
+    done: trio.Event = field(default_factory=trio.Event)
+    outcome: bytes = b""
+    missing: bool = False  # its unit was not in Redis at the last refresh
+
+
+@dataclass(slots=True)
+class _File:
+    name: str
+    users: int = 0
+    stored: bool = False
+    lock: trio.Lock = field(default_factory=trio.Lock)
+
+
+class RedisOCR:
+    """Pages recognised by whichever worker of the cluster is free.
+
+    Args:
+        queue: the queue on this instance's Redis client.
+        engine: OCR_ENGINE (reported in ``image_ocr_start``; the workers run theirs).
+        instance_id: this instance's id: where outcomes for its pages are sent.
+        store_patience: seconds a page waits for an unreachable Redis before it
+            fails with ``ocr_failed``.
+    """
+
+    def __init__(
+        self, queue: OCRQueue, *, engine: str, instance_id: str, store_patience: float = 30.0
+    ) -> None:
+        self.engine = engine
+        self.instance_id = instance_id
+        self._queue = queue
+        self._store_patience = store_patience
+        self._waiters: dict[str, _Waiter] = {}
+        self._files: dict[tuple[str, int], _File] = {}
+        self._depth = QueueDepth(0, 0, 0)
+
+    def slot(self, job_key: Hashable) -> AbstractAsyncContextManager[None]:
+        """Nothing to wait for here: pages queue in Redis, fairly by job."""
+        del job_key
+        return contextlib.nullcontext()
+
+    async def recognize(
+        self,
+        data: bytes,
+        request: PageRequest | None = None,
+        *,
+        job_id: str,
+        file_index: int,
+    ) -> Page:
+        """Read one page of file ``file_index`` of ``job_id`` (bytes ``data``) on a worker.
+
+        The file's bytes go to Redis with its first pending page and are deleted once
+        none of its pages is pending here.
+
+        Raises:
+            OCRError: ``ocr_timeout`` when recognition took longer than the worker's
+                OCR_TIMEOUT; ``ocr_failed`` when the engine failed, the worker was lost
+                on the last of OCR_ATTEMPTS tries, or Redis stayed unreachable.
+        """
+        request = request or PageRequest()
+        uid = uuid.uuid4().hex
+        waiter = _Waiter(job_id)
+        file = self._files.get((job_id, file_index))
+        if file is None:
+            file = self._files[job_id, file_index] = _File(file_key(job_id, file_index))
+        file.users += 1
+        self._waiters[uid] = waiter
+        enqueued = False
+        enqueue = partial(
+            self._queue.enqueue,
+            uid=uid,
+            job_id=job_id,
+            owner=self.instance_id,
+            file=file.name,
+            request=request,
+        )
+        try:
+            async with file.lock:
+                if not file.stored:
+                    # The file's first page stores its bytes in the same step. Flags are
+                    # set first: a cancel during the call may leave both in Redis.
+                    enqueued = file.stored = True
+                    try:
+                        await self._patiently(partial(enqueue, data=data))
+                    except BaseException:
+                        file.stored = False  # the file's next page sends the bytes again
+                        raise
+            if not enqueued:
+                enqueued = True
+                await self._patiently(enqueue)
+            await waiter.done.wait()
+        finally:
+            del self._waiters[uid]
+            file.users -= 1
+            last = file.users == 0
+            if last and self._files.get((job_id, file_index)) is file:
+                del self._files[job_id, file_index]
+            abandon = enqueued and not waiter.done.is_set()
+            if abandon or (last and file.stored):
+                await self._clean_up(uid if abandon else None, file.name if last else None)
+        outcome = decode_outcome(waiter.outcome)
+        if isinstance(outcome, OCRError):
+            raise outcome
+        return outcome
+
+    async def _clean_up(self, uid: str | None, file: str | None) -> None:
+        # Shielded so a cancelled page still drops its unit (so it never starts, or its
+        # worker kills it) and its file; bounded so a lost Redis cannot hold the job.
+        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
+            try:
+                if uid is not None:
+                    await self._queue.abandon([uid])
+                if file is not None:
+                    await self._queue.delete_files([file])
+            except Exception as error:
+                if not is_store_error(error):
+                    raise
+                logger.warning("could not drop a cancelled page from Redis: %s", error)
+
+    async def cancel_job(self, job_id: str) -> None:
+        """Drop every unit of ``job_id`` cluster-wide (queued ones never start, running
+        ones are killed) and its files; its pages still waiting here fail."""
+        names = [file.name for (job, _), file in self._files.items() if job == job_id]
+        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
+            try:
+                await self._queue.cancel_job(job_id)
+                await self._queue.delete_files(names)
+            except Exception as error:
+                if not is_store_error(error):
+                    raise
+                logger.warning("could not cancel a job's pages in Redis: %s", error)
+        cancelled = encode_error(OCRError("ocr_failed", "the job was cancelled"))
+        for waiter in self._waiters.values():
+            if waiter.job_id == job_id:
+                self._resolve(waiter, cancelled)
+
+    def statistics(self) -> OCRStatistics:
+        """Cluster-wide, as of the last look (at most a second ago): busy = units being
+        recognised, waiting = units queued, capacity = live worker slots."""
+        depth = self._depth
+        return OCRStatistics(busy=depth.leased, waiting=depth.queued, capacity=depth.workers)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Read this instance's outcomes and keep its pending units alive, until cancelled.
+
+        Also reaps expired leases (any process may) and samples the queue's depth.
+        """
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_results)
+            nursery.start_soon(self._keep)
+            task_status.started()
+            await trio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _resolve(self, waiter: _Waiter, outcome: bytes) -> None:
+        if not waiter.done.is_set():
+            waiter.outcome = outcome
+            waiter.done.set()
+
+    async def _read_results(self) -> NoReturn:
+        after = b"0-0"
+        delay = _BACKOFF[0]
+        while True:
+            try:
+                results = await self._queue.read_results(self.instance_id, after, block=_READ_BLOCK)
+            except Exception as error:
+                if not is_store_error(error):
+                    raise
+                await trio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF[1])
+                continue
+            delay = _BACKOFF[0]
+            for result in results:
+                after = result.entry_id
+                waiter = self._waiters.get(result.uid)
+                if waiter is not None:
+                    self._resolve(waiter, result.outcome)
+            try:
+                await self._queue.forget_results(self.instance_id, results)
+            except Exception as error:
+                if not is_store_error(error):
+                    raise  # what is left expires with the stream
+
+    async def _keep(self) -> NoReturn:
+        tick = min(1.0, self._queue.lease / 4)
+        next_refresh = trio.current_time() + _REFRESH_INTERVAL
+        while True:
+            await trio.sleep(tick)
+            try:
+                await self._queue.reap()
+                self._depth = await self._queue.depth()
+                if trio.current_time() >= next_refresh:
+                    next_refresh = trio.current_time() + _REFRESH_INTERVAL
+                    await self._refresh()
+            except Exception as error:
+                if not is_store_error(error):
+                    raise
+
+    async def _refresh(self) -> None:
+        waiting = dict(self._waiters)
+        missing = await self._queue.refresh(
+            owner=self.instance_id,
+            uids=waiting,
+            files=[file.name for file in self._files.values() if file.stored],
+            jobs=[waiter.job_id for waiter in waiting.values()],
+        )
+        lost = encode_error(OCRError("ocr_failed", "the OCR queue lost the page"))
+        for uid, waiter in waiting.items():
+            # Gone from Redis twice in a row (not merely done with its outcome on the
+            # way): the store lost it (it restarted empty, say). Nobody would answer.
+            if uid in missing and waiter.missing:
+                self._resolve(waiter, lost)
+            waiter.missing = uid in missing
+
+    async def _patiently(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        delay = _BACKOFF[0]
+        with trio.move_on_after(self._store_patience):
+            while True:
+                try:
+                    return await call()
+                except Exception as error:
+                    if not is_store_error(error):
+                        raise
+                await trio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF[1])
+        raise OCRError("ocr_failed", "the OCR queue's store (Redis) is unreachable")
+
+
+@asynccontextmanager
+async def open_store(
+    url: str, *, blocking_slack: float = 0.0
+) -> AsyncIterator[coredis.Redis[bytes]]:
+    """A connected client of ``url``, waiting (with backoff, for ever) while Redis is
+    unreachable at start-up; the client itself reconnects later on.
+
+    Args:
+        url: REDIS_URL.
+        blocking_slack: see :func:`~ocrstream.service.redis.connection.open_redis`.
+    """
+    delay = _BACKOFF[0]
+    while True:
+        attempt = contextlib.AsyncExitStack()
+        try:
+            client = await attempt.enter_async_context(
+                open_redis(url, blocking_slack=blocking_slack)
+            )
+            await client.ping()
+        except Exception as error:
+            if not is_store_error(error):
+                raise
+            with contextlib.suppress(Exception):
+                await attempt.aclose()
+            logger.warning("Redis is unreachable; retrying in %.1f s", delay)
+        else:
+            break
+        await trio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+    async with attempt:
+        yield client
+
+
+async def run_redis_ocr(
+    settings: Settings,
+    *,
+    instance_id: str,
+    task_status: trio.TaskStatus[RedisOCR] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Own a :class:`RedisOCR` on its own client until cancelled; hands it back.
+
+    Args:
+        settings: REDIS_URL (required), OCR_LEASE, OCR_ATTEMPTS, OCR_ENGINE, UPLOAD_TIMEOUT.
+        instance_id: this instance's id.
+    """
+    assert settings.redis_url is not None
+    async with open_store(settings.redis_url, blocking_slack=_READ_BLOCK + 1) as client:
+        queue = OCRQueue(client, lease=settings.ocr_lease, attempts=settings.ocr_attempts)
+        service = RedisOCR(
+            queue,
+            engine=settings.ocr_engine,
+            instance_id=instance_id,
+            store_patience=settings.upload_timeout,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            task_status.started(service)
+            await trio.sleep_forever()
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,364 @@
+"""The OCR queue in Redis, shared by the submitting instances and the workers.
+
+The unit of work is one page of one file (a *unit*, id ``uid``). The submitting side
+enqueues one unit per page, the file's first also storing its bytes (``file:{job}:{index}``);
+any worker slot anywhere :meth:`~OCRQueue.take`\\ s the next unit (round robin by job,
+page order within a job), holds it under a lease it renews, and
+:meth:`~OCRQueue.complete`\\ s it with the outcome, which goes to the owner's results
+stream. Any process may :meth:`~OCRQueue.reap`: a lease that ran out sends its unit back
+to the front of its job's queue while tries remain (OCR_ATTEMPTS), else the owner is told
+the worker was lost. Each operation is one Lua script (:mod:`~ocrstream.service.redis.lua`),
+so it is atomic however many processes race.
+
+Memory stays bounded: units, job queues and files carry a TTL the owner renews while it
+waits (a dead owner's keys expire); results streams are trimmed, read entries deleted and
+the stream expires; wake tokens are capped. Cancelling is two-sided: queued units are
+removed (they never start) and leased ones are named on the ``cancel`` channel, which
+every worker process listens to; a worker also learns it at its next lease renewal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+import coredis
+
+from ocrstream.core.errors import OCRError
+from ocrstream.service.redis import lua
+from ocrstream.service.redis.connection import PREFIX, key
+from ocrstream.service.redis.wire import encode_error, request_from_json, request_to_json
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ocrstream.engines.worker import PageRequest
+
+__all__ = [
+    "CANCEL_CHANNEL",
+    "LOST_MESSAGE",
+    "MAX_WAKE_TOKENS",
+    "RESULTS_MAXLEN",
+    "RESULTS_TTL",
+    "UNIT_TTL",
+    "OCRQueue",
+    "QueueDepth",
+    "Reaped",
+    "Result",
+    "Unit",
+    "file_key",
+    "is_store_error",
+]
+
+#: The pub/sub channel naming cancelled units (``u:{uid}``) and jobs (``j:{job}``).
+CANCEL_CHANNEL = key("cancel")
+#: What a page whose last try's worker was lost fails with (SPEC "Several instances").
+LOST_MESSAGE = "the worker recognising it was lost"
+#: Seconds a unit, a job's queue or a file lives unless its owner renews it.
+UNIT_TTL = 120.0
+#: Entries a results stream keeps at most (approximately); read ones are deleted anyway.
+RESULTS_MAXLEN = 10_000
+#: Seconds a results stream outlives its last write (or its owner's last read).
+RESULTS_TTL = 600.0
+#: Wake-up tokens kept at most (idle takers also look every few seconds without one).
+MAX_WAKE_TOKENS = 10_000
+
+
+def file_key(job_id: str, file_index: int) -> str:
+    """The key of a job's file bytes."""
+    return key("file", job_id, file_index)
+
+
+def is_store_error(error: BaseException) -> bool:
+    """Whether ``error`` means "Redis did not answer" (refused, reset, timed out), also
+    when coredis hands it over inside an exception group from its connection tasks."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(is_store_error(inner) for inner in error.exceptions)
+    return isinstance(error, (coredis.exceptions.RedisError, OSError, TimeoutError))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unit:
+    """A unit a worker slot holds under a lease.
+
+    Attributes:
+        uid: the unit's id.
+        job_id: its job.
+        owner: the instance waiting for its outcome.
+        file_key: where the file's bytes are.
+        request: which page, and how.
+        attempt: this try's number (1 for the first).
+        data: the file's bytes, unless the slot said it holds them (or they are gone:
+            the job ended).
+    """
+
+    uid: str
+    job_id: str
+    owner: str
+    file_key: str
+    request: PageRequest
+    attempt: int
+    data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    """What one :meth:`OCRQueue.reap` did."""
+
+    requeued: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """The cluster's queue: units waiting, units being recognised, live worker slots."""
+
+    queued: int
+    leased: int
+    workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """An outcome read from an owner's results stream."""
+
+    entry_id: bytes
+    uid: str
+    outcome: bytes
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class OCRQueue:
+    """The queue's operations on the Redis of ``client``.
+
+    Args:
+        client: an open coredis client (bytes responses).
+        lease: OCR_LEASE seconds.
+        attempts: OCR_ATTEMPTS, tries a unit gets in all.
+        ttl: seconds units and files live unless renewed (:meth:`refresh`).
+    """
+
+    def __init__(
+        self, client: coredis.Redis[bytes], *, lease: float, attempts: int, ttl: float = UNIT_TTL
+    ) -> None:
+        self.client = client
+        self.lease = lease
+        self.attempts = attempts
+        self.ttl = ttl
+        self._enqueue = client.register_script(lua.ENQUEUE)
+        self._take = client.register_script(lua.TAKE)
+        self._renew = client.register_script(lua.RENEW)
+        self._complete = client.register_script(lua.COMPLETE)
+        self._reap = client.register_script(lua.REAP)
+        self._abandon = client.register_script(lua.ABANDON)
+        self._cancel_job = client.register_script(lua.CANCEL_JOB)
+        self._depth = client.register_script(lua.DEPTH)
+        self._heartbeat = client.register_script(lua.HEARTBEAT)
+        self._release = client.register_script(lua.RELEASE)
+        self._lost = encode_error(OCRError("ocr_failed", LOST_MESSAGE))
+
+    @property
+    def _ttl_ms(self) -> int:
+        return max(1, round(self.ttl * 1000))
+
+    @property
+    def _lease_ms(self) -> int:
+        return max(1, round(self.lease * 1000))
+
+    # The submitting side.
+
+    async def delete_files(self, names: Iterable[str]) -> None:
+        """Delete file bytes (their last page is done, or their job ended)."""
+        names = list(names)
+        if names:
+            await self.client.delete(names)
+
+    async def enqueue(
+        self,
+        *,
+        uid: str,
+        job_id: str,
+        owner: str,
+        file: str,
+        request: PageRequest,
+        data: bytes | None = None,
+    ) -> None:
+        """Queue page ``request`` of the file at key ``file`` as unit ``uid`` of
+        ``job_id``; its outcome goes to ``owner``'s results stream.
+
+        Args:
+            data: the file's bytes, stored at ``file`` in the same step (its first
+                page); None when they are stored already.
+        """
+        await self._enqueue(
+            args=[
+                PREFIX,
+                uid,
+                job_id,
+                owner,
+                file,
+                request_to_json(request),
+                self.attempts,
+                self._ttl_ms,
+                MAX_WAKE_TOKENS,
+                data or b"",
+            ]
+        )
+
+    async def abandon(self, uids: Iterable[str]) -> int:
+        """Drop units whose outcome nobody wants any more: queued ones never start,
+        leased ones are killed by their workers. Returns how many still existed."""
+        uids = list(uids)
+        if not uids:
+            return 0
+        return int(cast("int", await self._abandon(args=[PREFIX, *uids])))
+
+    async def cancel_job(self, job_id: str) -> int:
+        """Drop every unit of ``job_id`` and tell the workers holding any to kill them.
+        Returns how many units there were."""
+        return int(cast("int", await self._cancel_job(args=[PREFIX, job_id])))
+
+    async def refresh(
+        self, *, owner: str, uids: Iterable[str], files: Iterable[str], jobs: Iterable[str]
+    ) -> set[str]:
+        """Renew the TTL of a waiting owner's units, files, jobs' queues, results stream
+        and of the ready list (so a long wait in a busy cluster loses nothing).
+
+        Returns:
+            the uids that no longer exist (done since, or lost: a Redis that came back
+            empty, say).
+        """
+        uids = list(uids)
+        async with self.client.pipeline(transaction=False) as pipe:
+            renewed = [pipe.pexpire(key("unit", uid), self._ttl_ms) for uid in uids]
+            for name in files:
+                pipe.pexpire(name, self._ttl_ms)
+            for job_id in set(jobs):
+                pipe.pexpire(key("queue", "job", job_id), self._ttl_ms)
+                pipe.pexpire(key("queue", "units", job_id), self._ttl_ms)
+            pipe.pexpire(key("queue", "ready"), self._ttl_ms)
+            pipe.pexpire(key("results", owner), round(RESULTS_TTL * 1000))
+        return {uid for uid, done in zip(uids, renewed, strict=True) if not await done}
+
+    async def read_results(self, owner: str, after: bytes, *, block: float) -> list[Result]:
+        """Outcomes for ``owner`` past entry ``after``, waiting up to ``block`` seconds
+        for the first (delete them with :meth:`forget_results` once handed over)."""
+        stream = key("results", owner)
+        response = await self.client.xread(
+            {stream: after}, count=100, block=max(1, round(block * 1000))
+        )
+        results = []
+        for entries in (response or {}).values():
+            for entry in entries:
+                fields = entry.field_values
+                results.append(
+                    Result(
+                        entry_id=cast("bytes", entry.identifier),
+                        uid=_text(fields[b"uid"]),
+                        outcome=cast("bytes", fields[b"outcome"]),
+                    )
+                )
+        return results
+
+    async def forget_results(self, owner: str, results: Iterable[Result]) -> None:
+        """Delete results read from ``owner``'s stream."""
+        ids = [result.entry_id for result in results]
+        if ids:
+            await self.client.xdel(key("results", owner), ids)
+
+    # The worker side.
+
+    async def wait_for_work(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for a wake-up token (one per queued unit).
+
+        Returns:
+            whether a token came (False: time to look anyway).
+        """
+        token = await self.client.blpop([key("queue", "wake")], timeout=seconds)
+        return token is not None
+
+    async def take(self, worker: str, *, holding: str | None = None) -> Unit | None:
+        """The next unit in turn, leased to slot ``worker``; None when none is queued.
+
+        Args:
+            holding: the file key whose bytes the slot keeps from its last unit; the
+                unit comes with its file's bytes (:attr:`Unit.data`) unless it is that one.
+        """
+        reply: object = await self._take(args=[PREFIX, worker, self._lease_ms, holding or ""])
+        if not reply:
+            return None
+        uid, job_id, owner, file, request, attempt, *data = cast("list[bytes | int | None]", reply)
+        return Unit(
+            uid=_text(uid),
+            job_id=_text(job_id),
+            owner=_text(owner),
+            file_key=_text(file),
+            request=request_from_json(cast("bytes", request)),
+            attempt=int(cast("int", attempt)),
+            data=cast("bytes | None", data[0] if data else None),
+        )
+
+    async def renew(self, unit: Unit, worker: str) -> bool:
+        """Extend ``worker``'s lease of ``unit``.
+
+        Returns:
+            False when the unit is not the slot's any more (cancelled, taken over):
+            stop working on it.
+        """
+        reply: object = await self._renew(
+            args=[PREFIX, unit.uid, worker, unit.attempt, self._lease_ms]
+        )
+        return bool(reply)
+
+    async def complete(self, unit: Unit, worker: str, outcome: bytes) -> bool:
+        """Hand ``unit``'s outcome to its owner and forget the unit.
+
+        Returns:
+            False when it was not the slot's any more (the outcome is dropped).
+        """
+        reply: object = await self._complete(
+            args=[
+                PREFIX,
+                unit.uid,
+                worker,
+                unit.attempt,
+                outcome,
+                RESULTS_MAXLEN,
+                round(RESULTS_TTL * 1000),
+            ]
+        )
+        return bool(reply)
+
+    async def release(self, unit: Unit, worker: str) -> bool:
+        """Hand ``unit`` back to the front of its job's queue (a worker stopping before
+        it finished); this try does not count. Returns whether the slot still held it."""
+        reply: object = await self._release(args=[PREFIX, unit.uid, worker, unit.attempt])
+        return bool(reply)
+
+    async def heartbeat(self, slots: Iterable[str], *, ttl: float) -> None:
+        """Count ``slots`` as live worker capacity for ``ttl`` seconds."""
+        await self._heartbeat(args=[PREFIX, max(1, round(ttl * 1000)), *slots])
+
+    async def forget_workers(self, slots: Iterable[str]) -> None:
+        """Remove ``slots`` from the live capacity (a clean stop)."""
+        slots = list(slots)
+        if slots:
+            await self.client.zrem(key("queue", "workers"), slots)
+
+    # Anyone.
+
+    async def reap(self) -> Reaped:
+        """Requeue (or fail, past OCR_ATTEMPTS) up to 100 units whose lease ran out."""
+        reply: object = await self._reap(
+            args=[PREFIX, RESULTS_MAXLEN, round(RESULTS_TTL * 1000), self._lost]
+        )
+        requeued, failed = cast("list[int]", reply)
+        return Reaped(int(requeued), int(failed))
+
+    async def depth(self) -> QueueDepth:
+        """Units queued and leased, and live worker slots, cluster-wide."""
+        queued, leased, workers = cast("list[int]", await self._depth(args=[PREFIX]))
+        return QueueDepth(int(queued), int(leased), int(workers))

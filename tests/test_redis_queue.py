@@ -1,0 +1,338 @@
+"""The OCR queue on a real private redis-server: fairness, leases and takeover, results
+end to end through real worker processes (fake engine), cancellation, cleanup."""
+
+from __future__ import annotations
+
+import contextlib
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+import pytest
+import trio
+
+from ocrstream.core.config import load_settings
+from ocrstream.core.errors import OCRError
+from ocrstream.engines.worker import PageRequest
+from ocrstream.service.redis.connection import open_redis
+from ocrstream.service.redis.ocr import RedisOCR, run_redis_ocr
+from ocrstream.service.redis.queue import LOST_MESSAGE, OCRQueue, file_key
+from ocrstream.service.redis.wire import (
+    decode_outcome,
+    encode_error,
+    encode_page,
+    page_from_json,
+    page_to_json,
+    request_from_json,
+    request_to_json,
+)
+from ocrstream.service.redis.worker import RedisWorkers, run_redis_workers
+from tests.images import scripted_png, scripted_tiff
+from tests.redis_server import RedisServer, redis_server, requires_redis
+from tests.waiting import wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+    import coredis
+
+    from ocrstream.core.config import Settings
+
+pytestmark = requires_redis
+__all__ = ["redis_server"]
+
+#: Keys that may outlive the work, each with a TTL: results streams, wake-up tokens.
+_LINGERING = (b"ocrstream:results:", b"ocrstream:queue:wake", b"ocrstream:queue:workers")
+
+
+def _settings(server: RedisServer, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "redis_url": server.url,
+        "ocr_engine": "fake",
+        "ocr_workers": 2,
+        "ocr_lease": 1.0,
+        "ocr_timeout": 20.0,
+    }
+    values.update(overrides)
+    return load_settings({}, **values)
+
+
+async def _leftovers(client: coredis.Redis[bytes]) -> list[bytes]:
+    """Keys of the queue still in Redis, but for those that merely wait to expire."""
+    scan = cast("AsyncGenerator[bytes, None]", client.scan_iter(match="ocrstream:*"))
+    async with contextlib.aclosing(scan) as names:
+        keys = [name async for name in names]
+    found = []
+    for name in keys:
+        if name.startswith(_LINGERING):
+            assert await client.pttl(name) != -1, name  # it expires (-2: it has already)
+        else:
+            found.append(name)
+    return found
+
+
+async def _start(
+    nursery: trio.Nursery, settings: Settings, *, workers: bool = True
+) -> tuple[RedisOCR, RedisWorkers | None]:
+    ocr: RedisOCR = await nursery.start(partial(run_redis_ocr, settings, instance_id="i1"))
+    pool = await nursery.start(partial(run_redis_workers, settings)) if workers else None
+    return ocr, pool
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in {"Z", "X"}
+
+
+# The wire format.
+
+
+def test_a_page_and_a_request_survive_the_json_round_trip() -> None:
+    from ocrstream.core.documents import Line, Page, Word
+
+    page = Page(
+        page_index=2,
+        source="ocr",
+        width=60,
+        height=20,
+        dpi=None,
+        text="a b",
+        lines=(
+            Line(
+                text="a b",
+                confidence=0.5,
+                bbox=(0, 0, 60, 20),
+                words=(
+                    Word(text="a", confidence=0.5, bbox=(0, 0, 20, 20)),
+                    Word(text="b", confidence=0.5, bbox=(40, 0, 60, 20)),
+                ),
+            ),
+        ),
+    )
+    assert page_from_json(page_to_json(page)) == page
+    assert decode_outcome(encode_page(page)) == page
+    request = PageRequest(format="PDF", page_index=3, dpi=150.0, use_text_layer=False)
+    assert request_from_json(request_to_json(request)) == request
+    error = decode_outcome(encode_error(OCRError("ocr_timeout", "slow")))
+    assert isinstance(error, OCRError)
+    assert (error.code, error.message) == ("ocr_timeout", "slow")
+    assert isinstance(decode_outcome(b"not json"), OCRError)
+
+
+# The queue's operations, no workers.
+
+
+async def test_a_one_file_job_is_taken_right_after_the_first_page_of_a_long_one(
+    redis_server: RedisServer,
+) -> None:
+    async with open_redis(redis_server.url) as client:
+        queue = OCRQueue(client, lease=5, attempts=2)
+        for index in range(20):
+            await queue.enqueue(
+                uid=f"big{index}", job_id="big", owner="i1", file="f", request=PageRequest()
+            )
+        await queue.enqueue(
+            uid="small0", job_id="small", owner="i1", file="f", request=PageRequest()
+        )
+        assert (await queue.depth()).queued == 21
+        taken = [unit.uid for unit in [await queue.take("w/0") for _ in range(4)] if unit]
+        assert taken == ["big0", "small0", "big1", "big2"]
+        depth = await queue.depth()
+        assert (depth.queued, depth.leased) == (17, 4)
+        assert await queue.cancel_job("big") == 20  # 17 queued, 3 leased
+        assert await queue.cancel_job("small") == 1
+        assert await queue.take("w/0") is None
+        assert await _leftovers(client) == []
+
+
+async def test_an_expired_lease_goes_back_to_the_front_then_fails_after_its_attempts(
+    redis_server: RedisServer,
+) -> None:
+    async with open_redis(redis_server.url) as client:
+        queue = OCRQueue(client, lease=0.05, attempts=2)
+        for uid in ("a", "b"):
+            await queue.enqueue(uid=uid, job_id="j", owner="i1", file="f", request=PageRequest())
+        first = await queue.take("w/0")
+        assert first is not None
+        assert (first.uid, first.attempt) == ("a", 1)
+        await trio.sleep(0.1)
+        reaped = await queue.reap()
+        assert (reaped.requeued, reaped.failed) == (1, 0)
+        assert not await queue.renew(first, "w/0")  # no longer leased
+        again = await queue.take("w/1")
+        assert again is not None
+        assert (again.uid, again.attempt) == ("a", 2)  # the front of its job's queue
+        assert not await queue.complete(first, "w/0", b"{}")  # the old holder is too late
+        await trio.sleep(0.1)
+        reaped = await queue.reap()
+        assert (reaped.requeued, reaped.failed) == (0, 1)
+        results = await queue.read_results("i1", b"0-0", block=0.1)
+        assert [result.uid for result in results] == ["a"]
+        lost = decode_outcome(results[0].outcome)
+        assert isinstance(lost, OCRError)
+        assert (lost.code, lost.message) == ("ocr_failed", LOST_MESSAGE)
+        assert await queue.abandon(["b"]) == 1
+        assert await _leftovers(client) == []
+
+
+async def test_an_owner_keeps_its_waiting_units_alive_and_learns_of_lost_ones(
+    redis_server: RedisServer,
+) -> None:
+    async with open_redis(redis_server.url) as client:
+        queue = OCRQueue(client, lease=5, attempts=2, ttl=0.3)
+        await queue.enqueue(
+            uid="a", job_id="j", owner="i1", file="ocrstream:file:j:0", request=PageRequest(),
+            data=b"bytes",
+        )  # fmt: skip
+        for _ in range(6):
+            await trio.sleep(0.1)
+            missing = await queue.refresh(
+                owner="i1", uids=["a", "gone"], files=["ocrstream:file:j:0"], jobs=["j"]
+            )
+            assert missing == {"gone"}
+        unit = await queue.take("w/0")
+        assert unit is not None
+        assert (unit.uid, unit.data) == ("a", b"bytes")
+        assert await queue.abandon(["a"]) == 1
+        await queue.delete_files(["ocrstream:file:j:0"])
+        assert await _leftovers(client) == []
+
+
+# End to end: RedisOCR and worker slots (real trio-parallel processes, fake engine).
+
+
+async def test_pages_flow_end_to_end_and_one_job_spreads_over_every_worker(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    ocr, _ = await _start(nursery, _settings(redis_server))
+    page = await ocr.recognize(scripted_png("hello"), job_id="j1", file_index=0)
+    assert page.text == "hello"
+    pids: list[str] = []
+
+    async def read(index: int) -> None:
+        request = PageRequest(page_index=0)
+        data = scripted_png(f"PID SLEEP:0.3 {index}")
+        pids.append((await ocr.recognize(data, request, job_id="j2", file_index=index)).text)
+
+    async with trio.open_nursery() as pages:
+        for index in range(4):
+            pages.start_soon(read, index)
+    assert len({text.split()[0] for text in pids}) == 2  # both slots' processes
+    async with open_redis(redis_server.url) as client:
+        assert await _leftovers(client) == []
+
+
+async def test_engine_errors_and_timeouts_come_back_as_ocr_errors(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    ocr, _ = await _start(nursery, _settings(redis_server, ocr_workers=1, ocr_timeout=0.5))
+    # A warm worker first: OCR_TIMEOUT counts from the page's start, as embedded.
+    await wait_until(lambda: ocr.statistics().capacity == 1, timeout=5)
+    assert (await ocr.recognize(scripted_png("warm"), job_id="j", file_index=9)).text == "warm"
+    with pytest.raises(OCRError) as failed:
+        await ocr.recognize(scripted_png("FAIL"), job_id="j", file_index=0)
+    assert failed.value.code == "ocr_failed"
+    assert "scripted failure" in failed.value.message
+    with pytest.raises(OCRError) as slow:
+        await ocr.recognize(scripted_png("SLEEP:5"), job_id="j", file_index=1)
+    assert slow.value.code == "ocr_timeout"
+
+
+async def test_a_cancelled_page_is_killed_within_a_second_and_queued_ones_never_start(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    ocr, workers = await _start(nursery, _settings(redis_server, ocr_workers=1))
+    assert workers is not None
+    pid = int((await ocr.recognize(scripted_png("PID"), job_id="j0", file_index=0)).text)
+    with trio.CancelScope() as job:
+        async with trio.open_nursery() as pages:
+            pages.start_soon(
+                partial(ocr.recognize, scripted_png("SPIN:30"), job_id="j", file_index=0)
+            )
+            await wait_until(lambda: workers.busy == 1, timeout=5)
+            for index in (1, 2):
+                pages.start_soon(
+                    partial(ocr.recognize, scripted_png("PID"), job_id="j", file_index=index)
+                )
+            await wait_until(lambda: ocr.statistics().waiting == 2, timeout=5)
+            await trio.sleep(0.2)  # the worker is computing
+            job.cancel()
+    cancelled_at = trio.current_time()
+    await wait_until(lambda: not _alive(pid), timeout=1, interval=0.01)
+    assert trio.current_time() - cancelled_at < 1
+    await wait_until(lambda: workers.statistics().cancelled == 1, timeout=2)
+    stats = workers.statistics()
+    assert (stats.done, stats.busy) == (1, 0)  # only the first PID page ever ran
+    # The slot is free again, with a new process.
+    page = await ocr.recognize(scripted_png("after"), job_id="j3", file_index=0)
+    assert page.text == "after"
+    await wait_until(lambda: workers.statistics().done == 2, timeout=2)
+    async with open_redis(redis_server.url) as client:
+        assert await _leftovers(client) == []
+
+
+async def test_cancel_job_kills_its_pages_everywhere_and_fails_their_waiters(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    ocr, workers = await _start(nursery, _settings(redis_server, ocr_workers=1))
+    assert workers is not None
+    errors: list[str] = []
+
+    async def read(index: int) -> None:
+        try:
+            await ocr.recognize(scripted_png("SPIN:30"), job_id="j", file_index=index)
+        except OCRError as error:
+            errors.append(error.message)
+
+    async with trio.open_nursery() as pages:
+        for index in range(3):
+            pages.start_soon(read, index)
+        await wait_until(lambda: workers.busy == 1, timeout=5)
+        await ocr.cancel_job("j")
+    assert errors == ["the job was cancelled"] * 3
+    await wait_until(lambda: workers.busy == 0, timeout=1)
+    async with open_redis(redis_server.url) as client:
+        assert await _leftovers(client) == []
+
+
+async def test_a_multi_page_file_is_stored_once_and_deleted_after_its_last_page(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    ocr, _ = await _start(nursery, _settings(redis_server))
+    data = scripted_tiff([f"frame {index} SLEEP:0.2" for index in range(4)])
+    texts: dict[int, str] = {}
+    async with open_redis(redis_server.url) as client:
+
+        async def read(index: int) -> None:
+            request = PageRequest(format="TIFF", page_index=index)
+            page = await ocr.recognize(data, request, job_id="j", file_index=0)
+            texts[page.page_index] = page.text
+
+        async with trio.open_nursery() as pages:
+            for index in range(4):
+                pages.start_soon(read, index)
+            await wait_until(lambda: ocr.statistics().busy == 2, timeout=5)
+            assert await client.exists([file_key("j", 0)]) == 1
+        assert texts == {index: f"frame {index} SLEEP:0.2" for index in range(4)}
+        assert await _leftovers(client) == []
+
+
+async def test_a_one_file_job_overtakes_a_queued_twenty_file_job(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    ocr, _ = await _start(nursery, _settings(redis_server, ocr_workers=1))
+    finished: list[str] = []
+
+    async def read(job: str, index: int) -> None:
+        await ocr.recognize(scripted_png("SLEEP:0.05"), job_id=job, file_index=index)
+        finished.append(f"{job}{index}")
+
+    async with trio.open_nursery() as pages:
+        for index in range(20):
+            pages.start_soon(read, "big", index)
+        await wait_until(lambda: ocr.statistics().waiting >= 18, timeout=5)
+        pages.start_soon(read, "small", 0)
+    assert finished.index("small0") <= 3  # next in turn, not after the twenty
