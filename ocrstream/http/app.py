@@ -11,6 +11,7 @@ and the error handlers. Refusals before a stream starts are RFC 9457 problem doc
 from __future__ import annotations
 
 import logging
+from functools import partial
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,9 @@ from ocrstream.service.memory.registry import JobHandle, JobRegistry
 from ocrstream.service.metrics import Metrics
 from ocrstream.service.ocr import run_ocr_service
 from ocrstream.service.redis.connection import open_redis
+from ocrstream.service.redis.ocr import RedisOCR, run_redis_ocr
 from ocrstream.service.redis.store import TAIL_BLOCK_MS, RedisStore
+from ocrstream.service.redis.worker import run_redis_workers
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -128,8 +131,15 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
 
     @app.before_serving
     async def start_ocr_workers() -> None:
-        # OCR_WORKERS=0 (several instances): this instance recognises nothing itself.
-        if settings.ocr_engine != "none" and settings.ocr_workers > 0:
+        if settings.ocr_engine == "none":
+            return
+        if store is not None:
+            # Several instances: pages go to the cluster's queue on Redis, and this
+            # instance's own OCR_WORKERS (0: none) take pages from it like any worker.
+            state.ocr, state.ocr_scope = await app.nursery.start(
+                _run_shared_ocr, settings, store.instance_id
+            )
+        else:
             state.ocr, state.ocr_scope = await app.nursery.start(run_ocr_service, settings)
 
     @app.before_serving
@@ -242,6 +252,22 @@ def _shared_store(state: ServiceState, fanout: FanOut) -> RedisStore:
         lambda: mirrors.statistics().jobs,
     )
     return store
+
+
+async def _run_shared_ocr(
+    settings: Settings,
+    instance_id: str,
+    *,
+    task_status: trio.TaskStatus[tuple[RedisOCR, trio.CancelScope]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The cluster's OCR queue for this instance's jobs, and (OCR_WORKERS > 0) this
+    instance's slots taking pages from it, until cancelled."""
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            ocr = await nursery.start(partial(run_redis_ocr, settings, instance_id=instance_id))
+            if settings.ocr_workers > 0:
+                await nursery.start(partial(run_redis_workers, settings, worker_id=instance_id))
+            task_status.started((ocr, scope))
 
 
 async def _run_store(

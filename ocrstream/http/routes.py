@@ -24,8 +24,7 @@ from ocrstream.service.pipeline import JobOptions, run_job
 
 if TYPE_CHECKING:
     from ocrstream.http.state import OCRStreamApp, ServiceState
-    from ocrstream.service.backend import Job
-    from ocrstream.service.ocr import OCRService
+    from ocrstream.service.backend import OCR, Job
 
 __all__ = ["add_routes"]
 
@@ -113,7 +112,7 @@ def add_routes(app: OCRStreamApp, state: ServiceState) -> None:
         return json_response(handle.record.snapshot())
 
 
-def _ocr_for_request(state: ServiceState) -> OCRService | None:
+def _ocr_for_request(state: ServiceState) -> OCR | None:
     """The OCR workers for this request, or None when it (or the server) skips OCR.
 
     Raises:
@@ -129,7 +128,7 @@ async def _run_job_counted(
     handle: Job,
     body: Any,
     options: JobOptions,
-    ocr: OCRService | None,
+    ocr: OCR | None,
 ) -> None:
     state.job_tasks_running += 1
     try:

@@ -15,11 +15,11 @@ if TYPE_CHECKING:
 
     from ocrstream.core.config import Settings
     from ocrstream.http.fanout import FanOut
+    from ocrstream.service.backend import OCR
     from ocrstream.service.documents import DocumentWorkers
     from ocrstream.service.memory.broadcast import Broadcaster
     from ocrstream.service.memory.registry import JobHandle, JobRegistry
     from ocrstream.service.metrics import Metrics
-    from ocrstream.service.ocr import OCRService
     from ocrstream.service.redis.store import RedisStore
 
 __all__ = ["OCRStreamApp", "ServiceState"]
@@ -54,7 +54,7 @@ class ServiceState:
     metrics: Metrics
     fanout: FanOut
     decode_limiter: trio.CapacityLimiter
-    ocr: OCRService | None = None
+    ocr: OCR | None = None
     ocr_scope: trio.CancelScope | None = None
     documents: DocumentWorkers | None = None
     documents_scope: trio.CancelScope | None = None

@@ -17,17 +17,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Hashable, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     import trio
 
-    from ocrstream.core.documents import Document
+    from ocrstream.core.documents import Document, Page
     from ocrstream.core.envelope import Envelope
     from ocrstream.core.events import Event
     from ocrstream.core.jobs import JobRecord
+    from ocrstream.engines.worker import PageRequest
     from ocrstream.service.cursor import Cursor, WaitableCursor
+    from ocrstream.service.ocr import OCRStatistics
 
-__all__ = ["EventBroadcast", "Job", "JobStore", "JobT"]
+__all__ = ["OCR", "EventBroadcast", "Job", "JobStore", "JobT"]
 
 
 class Job(Protocol):
@@ -113,6 +116,40 @@ class JobStore(Protocol[JobT]):
 
     async def wait_none_running(self) -> None:
         """Return once no job is running."""
+        ...
+
+
+class OCR(Protocol):
+    """The OCR queue as the pipeline uses it: the embedded pool
+    (:class:`ocrstream.service.ocr.OCRService`) or the cluster's queue on Redis
+    (:class:`ocrstream.service.redis.ocr.RedisOCR`)."""
+
+    @property
+    def engine(self) -> str:
+        """The engine's name, for ``image_ocr_start``."""
+        ...
+
+    def slot(self, job_key: Hashable) -> AbstractAsyncContextManager[None]:
+        """Wait for this job's turn at a worker (a no-op where the queue itself is fair)."""
+        ...
+
+    async def recognize(
+        self,
+        data: bytes,
+        request: PageRequest | None = None,
+        *,
+        job_id: str,
+        file_index: int,
+    ) -> Page:
+        """Read one page of file ``file_index`` of ``job_id`` (its bytes ``data``).
+
+        Raises:
+            OCRError: ``ocr_timeout`` or ``ocr_failed``.
+        """
+        ...
+
+    def statistics(self) -> OCRStatistics:
+        """Busy and waiting pages, and the capacity."""
         ...
 
 

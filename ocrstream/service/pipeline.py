@@ -58,9 +58,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterable
 
     from ocrstream.core.config import Settings
-    from ocrstream.service.backend import Job
+    from ocrstream.service.backend import OCR, Job
     from ocrstream.service.documents import DocumentWorkers
-    from ocrstream.service.ocr import OCRService
 
 __all__ = [
     "CANCEL_MESSAGES",
@@ -114,7 +113,7 @@ async def run_job(
     options: JobOptions,
     settings: Settings,
     limiter: trio.CapacityLimiter,
-    ocr: OCRService | None = None,
+    ocr: OCR | None = None,
     documents: DocumentWorkers | None = None,
 ) -> None:
     """Run one upload's job to its terminal event.
@@ -282,7 +281,7 @@ class _FileWork:
 
     settings: Settings
     limiter: trio.CapacityLimiter
-    ocr: OCRService | None
+    ocr: OCR | None
     documents: DocumentWorkers | None
     job: Job
     use_text_layer: bool
@@ -417,7 +416,7 @@ async def _recognize(
     *,
     tally: Tally,
     work: _FileWork,
-    ocr: OCRService,
+    ocr: OCR,
 ) -> None:
     """Recognise the file page by page: every page waits for this job's turn at a
     worker, so one file's pages spread over every free worker.
@@ -475,7 +474,9 @@ async def _recognize(
             content = await file_bytes()
             began_page = trio.current_time()
             try:
-                page = await ocr.recognize(content, request)
+                page = await ocr.recognize(
+                    content, request, job_id=work.job.job_id, file_index=file.index
+                )
             except OCRError as error:
                 raise _PageFailed(page_index, error) from None
         pages[page_index] = page

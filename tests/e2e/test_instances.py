@@ -396,3 +396,37 @@ async def test_a_password_in_redis_url_is_used_and_never_shown(
         assert not [text for text in shown if "hunter2" in text]
     finally:
         guarded.stop()
+
+
+async def test_instances_without_workers_have_their_pages_read_by_ocrstream_worker(
+    start_server: StartServer, client: httpx.AsyncClient, redis_server: RedisServer, tmp_path: Any
+) -> None:
+    a = await _instance(start_server, redis_server, ocr_workers=0)
+    b = await _instance(start_server, redis_server, ocr_workers=0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCRSTREAM_")} | {
+        "OCRSTREAM_REDIS_URL": redis_server.url,
+        "OCRSTREAM_OCR_ENGINE": "fake",
+        "OCRSTREAM_OCR_WORKERS": "2",
+    }
+    command = [sys.executable, "-m", "ocrstream", "worker", "--metrics-port", "{port}"]
+    with listening_process(command, env=env, log=tmp_path / "worker.log") as worker:
+        assert (await client.get(f"{worker.url}/healthz")).status_code == 200
+        parts = [
+            Upload(scripted_png(f"SLEEP:0.3 PID {index}"), f"{index}.png") for index in range(4)
+        ]
+        raw = await _upload(client, a, parts)
+        events = _events(raw)
+        outcome = check_stream(events, ocr=True)
+        assert outcome.ocr == dict.fromkeys(range(4), "ok")
+        pids = {
+            event["data"]["text"].split()[1]
+            for event in events
+            if event["type"] == "image_ocr_success"
+        }
+        assert len(pids) == 2, "one job's pages spread over both of the worker's processes"
+        watched = await client.get(f"{b.url}/api/ocr/{events[0]['job_id']}/events")
+        assert _frames(watched.content) == _frames(raw)
+        metrics = (await client.get(f"{worker.url}/metrics")).text
+        assert "ocrstream_worker_units_done" in metrics
+    leftovers = [name for name in await _keys(redis_server) if ":unit:" in name or ":file:" in name]
+    assert leftovers == []

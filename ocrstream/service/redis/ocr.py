@@ -38,10 +38,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CLEANUP_TIMEOUT", "RedisOCR", "open_store", "run_redis_ocr"]
+__all__ = ["CLEANUP_TIMEOUT", "STORE_PATIENCE_MARGIN", "RedisOCR", "open_store", "run_redis_ocr"]
 
 #: Seconds the shielded cleanup of a cancelled page may take (dropping its unit).
 CLEANUP_TIMEOUT = 2.0
+#: Seconds a page waits for Redis beyond UPLOAD_TIMEOUT before it fails on its own.
+STORE_PATIENCE_MARGIN = 5.0
 #: Seconds a results read blocks in Redis before it looks again.
 _READ_BLOCK = 1.0
 #: Seconds between renewals of this instance's pending units and files.
@@ -336,7 +338,10 @@ async def run_redis_ocr(
             queue,
             engine=settings.ocr_engine,
             instance_id=instance_id,
-            store_patience=settings.upload_timeout,
+            # Longer than the store's own patience: past UPLOAD_TIMEOUT without Redis the
+            # job ends with store_unavailable (service/redis/store.py), not its pages with
+            # ocr_failed.
+            store_patience=settings.upload_timeout + STORE_PATIENCE_MARGIN,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
