@@ -169,6 +169,8 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
             registry.originals.close()
             registry.originals = None
         if state.store_scope is not None:
+            assert store is not None
+            await store.leave()
             state.store_scope.cancel()
 
     @app.errorhandler(RequestRefused)

@@ -430,3 +430,32 @@ async def test_instances_without_workers_have_their_pages_read_by_ocrstream_work
         assert "ocrstream_worker_units_done" in metrics
     leftovers = [name for name in await _keys(redis_server) if ":unit:" in name or ":file:" in name]
     assert leftovers == []
+
+
+async def test_a_stopped_instance_leaves_the_cluster_and_is_not_reported_lost(
+    start_server: StartServer,
+    client: httpx.AsyncClient,
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    a = await _instance(start_server, redis_server, instance_lease=1)
+    b = await _instance(start_server, redis_server, instance_lease=1)
+    store_a = a.app.state.store
+    assert store_a is not None
+    events = _events(await _upload(client, a, [Upload(scripted_png("bye"), "b.png")]))
+    a.shutdown.set()
+    scope = a.app.state.store_scope
+    assert scope is not None
+    await wait_until(lambda: scope.cancel_called, timeout=20, what="A stopped")
+    assert store_a.instance_id.encode() not in await _members(redis_server)
+    await trio.sleep(3)  # past A's lease and a sweep of B's
+    assert "was lost" not in caplog.text
+    watched = await client.get(f"{b.url}/api/ocr/{events[0]['job_id']}/events")
+    assert _events(watched.content)[-1]["type"] == "processing_complete"
+
+
+async def _members(redis: RedisServer) -> set[bytes]:
+    from ocrstream.service.redis.connection import open_redis
+
+    async with open_redis(redis.url) as connection:
+        return set(await connection.smembers("ocrstream:instances"))

@@ -20,17 +20,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ocrstream.service.redis.connection import key
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import coredis
+    import coredis.patterns.pipeline
     from coredis.response.types import StreamEntry
 
 __all__ = [
     "PUBLISH",
     "RUNNING_TTL_SECONDS",
+    "Append",
     "FirehoseEntry",
     "RedisEventLog",
     "firehose_key",
@@ -118,6 +122,18 @@ def running_key(instance_id: str) -> str:
     return key("instance", instance_id, "jobs")
 
 
+class Append(NamedTuple):
+    """One frame to append: its job, seq and bytes, whether it ends the job, the job's
+    owner and creation time."""
+
+    job_id: str
+    seq: int
+    frame: bytes
+    terminal: bool
+    owner: str
+    created_at: str
+
+
 @dataclass(frozen=True, slots=True)
 class FirehoseEntry:
     """One firehose entry: its shared id, the frame's bytes, its job and seq."""
@@ -163,7 +179,27 @@ class RedisEventLog:
         created_at: str,
     ) -> int:
         """Append one frame of job ``job_id``; returns its firehose id (0: it was there)."""
-        result: object = await self._publish(
+        (ring_id,) = await self.append_many(
+            [Append(job_id, seq, frame, terminal, owner, created_at)]
+        )
+        return ring_id
+
+    async def append_many(self, appends: Sequence[Append]) -> list[int]:
+        """Append frames in order, in one round trip (a pipeline of the script);
+        returns their firehose ids (0 for one that was there already)."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            requests = [self._call(item, pipe) for item in appends]
+        results: list[int] = []
+        for request in requests:
+            result: object = await request
+            assert isinstance(result, int)
+            results.append(result)
+        return results
+
+    def _call(self, item: Append, pipe: coredis.patterns.pipeline.Pipeline[bytes]) -> Any:
+        job_id, seq, frame, terminal, owner, created_at = item
+        return self._publish(
+            client=pipe,
             keys=[
                 job_events_key(job_id),
                 firehose_key(),
@@ -185,8 +221,6 @@ class RedisEventLog:
                 owner,
             ],
         )
-        assert isinstance(result, int)
-        return result
 
     async def keep_result(self, job_id: str, file_index: int, kind: str, data: bytes) -> None:
         """Store a recognised file's result; it expires with its job."""

@@ -28,6 +28,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import trio
@@ -40,7 +41,7 @@ from ocrstream.core.jobs import JobRecord
 from ocrstream.core.redis_url import redacted
 from ocrstream.core.sse import encode_event
 from ocrstream.service.redis.connection import STORE_TIMEOUT, key
-from ocrstream.service.redis.events import RedisEventLog, running_key
+from ocrstream.service.redis.events import Append, RedisEventLog, running_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -52,7 +53,14 @@ if TYPE_CHECKING:
     from ocrstream.service.memory.registry import JobHandle, JobRegistry
     from ocrstream.service.redis.events import FirehoseEntry
 
-__all__ = ["HEALTH_INTERVAL", "SWEEP_INTERVAL", "TAIL_BLOCK_MS", "RedisStore", "frame_envelope"]
+__all__ = [
+    "HEALTH_INTERVAL",
+    "REPLICATION_BATCH",
+    "SWEEP_INTERVAL",
+    "TAIL_BLOCK_MS",
+    "RedisStore",
+    "frame_envelope",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +68,8 @@ logger = logging.getLogger(__name__)
 HEALTH_INTERVAL = 1.0
 #: Seconds between sweeps for lost instances.
 SWEEP_INTERVAL = 1.0
+#: Events at most in one round trip of replication.
+REPLICATION_BATCH = 256
 #: Milliseconds the tail waits on the firehose per read.
 TAIL_BLOCK_MS = 1000
 
@@ -148,19 +158,24 @@ class RedisStore:
                 pending.wake = trio.Event()
                 await pending.wake.wait()
                 continue
-            envelope = pending.queue[0]
+            # Everything waiting goes in one round trip, in publish order (a burst of a
+            # job's events, or several jobs' at once); a retry re-sends the same appends,
+            # which Redis takes once (entry ids are the seqs).
+            batch = list(islice(pending.queue, REPLICATION_BATCH))
             try:
-                await self._append(envelope)
+                await self._append(batch)
             except Exception as error:
                 self._store_failed(error)
                 await trio.sleep(0.2)
                 continue
-            pending.queue.popleft()
-            assert envelope.job_id is not None
-            if envelope.is_terminal:
-                self._announced.discard(envelope.job_id)
-            else:
-                self._announced.add(envelope.job_id)
+            for _ in batch:
+                pending.queue.popleft()
+            for envelope in batch:
+                assert envelope.job_id is not None
+                if envelope.is_terminal:
+                    self._announced.discard(envelope.job_id)
+                else:
+                    self._announced.add(envelope.job_id)
             self._appended.set()
             self._appended = trio.Event()
 
@@ -179,20 +194,25 @@ class RedisStore:
                     return
                 await self._appended.wait()
 
-    async def _append(self, envelope: Envelope) -> None:
-        assert envelope.job_id is not None
-        assert envelope.seq is not None
-        handle = self._local.get(envelope.job_id)
-        created = handle.record.created_at if handle is not None else envelope.timestamp
-        with trio.fail_after(STORE_TIMEOUT):
-            await self.log.append(
-                envelope.job_id,
-                envelope.seq,
-                encode_event(envelope),
-                terminal=envelope.is_terminal,
-                owner=self.instance_id,
-                created_at=_timestamp(created),
+    async def _append(self, batch: list[Envelope]) -> None:
+        appends = []
+        for envelope in batch:
+            assert envelope.job_id is not None
+            assert envelope.seq is not None
+            handle = self._local.get(envelope.job_id)
+            created = handle.record.created_at if handle is not None else envelope.timestamp
+            appends.append(
+                Append(
+                    envelope.job_id,
+                    envelope.seq,
+                    encode_event(envelope),
+                    envelope.is_terminal,
+                    self.instance_id,
+                    _timestamp(created),
+                )
             )
+        with trio.fail_after(STORE_TIMEOUT):
+            await self.log.append_many(appends)
 
     # Any instance's side ----------------------------------------------------------
 
@@ -408,6 +428,19 @@ class RedisStore:
             owner=owner,
             created_at=created,
         )
+
+    async def leave(self) -> None:
+        """Stop cleanly (shutdown, with the store's tasks still running): write what is
+        waiting, then withdraw this instance's lease, so no other instance reports it lost.
+        If its jobs' last events could not be written, it stays in ``instances`` and the
+        others end those jobs with ``instance_lost`` once its lease lapses. Bounded."""
+        with trio.move_on_after(STORE_TIMEOUT * 2) as flushing:
+            while self._pending.queue:
+                await self._appended.wait()
+        with trio.move_on_after(STORE_TIMEOUT):
+            await self.client.delete([key("instance", self.instance_id)])
+            if not flushing.cancelled_caught and not self._local.running():
+                await self.client.srem(key("instances"), [self.instance_id])
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The store's tasks (replication, the firehose tail, health and lease, the
