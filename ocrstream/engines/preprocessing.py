@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
     from PIL import Image
 
-__all__ = ["Crop", "faint_levels", "printed_area", "stretch_levels", "text_height"]
+__all__ = ["Crop", "even_light", "faint_levels", "printed_area", "stretch_levels", "text_height"]
 
 # The page is judged on a copy reduced by whole blocks to about this long side; a block
 # keeps its darkest pixel, so thin or faint strokes survive the reduction.
@@ -49,6 +49,13 @@ _INK_QUANTILE = 0.1
 _MIN_FAINT_CONTRAST = 24
 # The paper's level: this share of the page is at most as light.
 _PAPER_QUANTILE = 0.9
+
+
+# Uneven light: the paper's level is taken on a copy reduced this many times, as the
+# lightest pixel within _LIGHT_WINDOW pixels of it (wider than any stroke), smoothed.
+_LIGHT_REDUCTION = 4
+_LIGHT_WINDOW = 5
+_LIGHT_BLUR = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +179,30 @@ def text_height(image: Image.Image) -> float | None:
     runs = edges[1::2] - edges[0::2]
     runs = runs[runs >= 3]
     return float(np.median(runs)) if runs.size else None
+
+
+def even_light(image: Image.Image) -> Image.Image:
+    """``image`` in grey with its lighting evened out: each pixel divided by the paper's
+    level around it (the lightest level nearby, smoothed), so that paper is white
+    everywhere and ink keeps its contrast to the paper next to it (a phone photo lit
+    from one side, a shadow across a receipt).
+
+    Args:
+        image: the page, any mode.
+    """
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    grey = image.convert("L")
+    reduced = grey.resize(
+        (max(1, grey.width // _LIGHT_REDUCTION), max(1, grey.height // _LIGHT_REDUCTION)),
+        Image.Resampling.BOX,
+    )
+    paper = (
+        reduced.filter(ImageFilter.MaxFilter(_LIGHT_WINDOW))
+        .filter(ImageFilter.GaussianBlur(_LIGHT_BLUR))
+        .resize(grey.size, Image.Resampling.BILINEAR)
+    )
+    level = np.asarray(paper, dtype=np.float32)
+    even = np.asarray(grey, dtype=np.float32) * 255 / np.maximum(level, 1)
+    return Image.fromarray(np.clip(even, 0, 255).astype(np.uint8), "L")
