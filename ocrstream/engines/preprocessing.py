@@ -16,6 +16,7 @@ the engines' modules): Tesseract does, RapidOCR does not.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,15 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
     from PIL import Image
 
-__all__ = ["Crop", "even_light", "faint_levels", "printed_area", "stretch_levels", "text_height"]
+__all__ = [
+    "Crop",
+    "even_light",
+    "faint_levels",
+    "printed_area",
+    "printed_areas",
+    "stretch_levels",
+    "text_height",
+]
 
 # The page is judged on a copy reduced by whole blocks to about this long side; a block
 # keeps its darkest pixel, so thin or faint strokes survive the reduction.
@@ -37,6 +46,12 @@ _MIN_INK_BLOCKS = 2
 _MARGIN = 0.01
 # Cropping is only worth it when it drops at least this share of the page's pixels.
 _MIN_SAVING = 0.25
+# Pieces of print (receipts scanned side by side) are apart by a blank band across the
+# whole piece at least this share of the page's long side wide; rows of one receipt or
+# columns of one table are far closer (a row's gap is about half its height).
+_MIN_GAP = 0.01
+# Neighbouring columns whose rows of ink coincide for this share are one table's columns.
+_ALIGNED_ROWS = 0.9
 
 # Faint print: at most this share of pixels darker than _DARK (so no real dark ink) ...
 _DARK = 128
@@ -102,6 +117,132 @@ def printed_area(image: Image.Image) -> Crop | None:
     if (right - left) * (bottom - top) > (1 - _MIN_SAVING) * width * height:
         return None
     return Crop((left, top, right, bottom))
+
+
+def printed_areas(image: Image.Image) -> list[Crop]:
+    """The separate pieces of print on ``image`` (receipts scanned together on one page),
+    in reading order, each with a small margin.
+
+    The page is cut recursively at blank bands across the whole of a piece (rows first,
+    then columns) at least _MIN_GAP of the page's long side wide; a piece without such
+    a band is one area.
+
+    Args:
+        image: the page, any mode.
+
+    Returns:
+        The areas; one (:func:`printed_area`) when there is one piece of print, none when
+        that is not much smaller than the page (or the page is blank).
+    """
+    import numpy as np
+
+    width, height = image.size
+    block = max(1, max(width, height) // _PROBE_SIDE)
+    grey = np.asarray(image.convert("L"), dtype=np.uint8)
+    rows, columns = height // block, width // block
+    if rows == 0 or columns == 0:
+        return []
+    darkest = _block_minimum(grey[: rows * block, : columns * block], block)
+    paper = float(np.percentile(darkest, 75))
+    ink = darkest < paper - _INK_CONTRAST
+    gap = max(1, round(_MIN_GAP * max(width, height) / block))
+    pieces: list[tuple[int, int, int, int]] = []
+    _cut(ink, (0, 0, columns, rows), gap, pieces)
+    if len(pieces) <= 1:
+        area = printed_area(image)
+        return [] if area is None else [area]
+    margin = round(min(_MARGIN, _MIN_GAP / 2) * max(width, height))
+    return [
+        Crop(
+            (
+                max(0, left * block - margin),
+                max(0, top * block - margin),
+                min(width, right * block + margin),
+                min(height, bottom * block + margin),
+            )
+        )
+        for left, top, right, bottom in pieces
+    ]
+
+
+def _cut(
+    ink: NDArray[np.bool_],
+    box: tuple[int, int, int, int],
+    gap: int,
+    pieces: list[tuple[int, int, int, int]],
+) -> None:
+    """Append to ``pieces`` the pieces of print within ``box`` (left, top, right, bottom
+    in blocks of ``ink``), cut at blank bands at least ``gap`` blocks wide."""
+    import numpy as np
+
+    left, top, right, bottom = box
+    part = ink[top:bottom, left:right]
+    row_hits = np.flatnonzero(part.sum(axis=1) >= _MIN_INK_BLOCKS)
+    column_hits = np.flatnonzero(part.sum(axis=0) >= _MIN_INK_BLOCKS)
+    if row_hits.size == 0 or column_hits.size == 0:
+        return
+    for hits, across in ((row_hits, False), (column_hits, True)):
+        breaks = np.flatnonzero(np.diff(hits) > gap)
+        if breaks.size:
+            starts = [int(hits[0]), *(int(hits[index + 1]) for index in breaks)]
+            ends = [*(int(hits[index]) + 1 for index in breaks), int(hits[-1]) + 1]
+            spans = list(zip(starts, ends, strict=True))
+            if across:
+                spans = _pieces(part, starts, ends, gap)
+                if len(spans) == 1:
+                    break
+            for start, end in spans:
+                if across:
+                    _cut(ink, (left + start, top, left + end, bottom), gap, pieces)
+                else:
+                    _cut(ink, (left, top + start, right, top + end), gap, pieces)
+            return
+    pieces.append(
+        (
+            left + int(column_hits[0]),
+            top + int(row_hits[0]),
+            left + int(column_hits[-1]) + 1,
+            top + int(row_hits[-1]) + 1,
+        )
+    )
+
+
+def _pieces(
+    part: NDArray[np.bool_], starts: list[int], ends: list[int], gap: int
+) -> list[tuple[int, int]]:
+    """The columns ``starts[i]:ends[i]`` of ``part`` grouped into pieces of print of their
+    own (receipts side by side) rather than the columns of one (labels, centred headings,
+    amounts). A piece has rows all the way down, with no blank band ``gap`` high (a
+    receipt's centred heading has one below it, its amounts where an item has none), and
+    its rows do not line up with its neighbour's (a table's columns share their rows); a
+    column that fails is joined to its nearer neighbour until every one passes."""
+    import numpy as np
+
+    spans = list(zip(starts, ends, strict=True))
+    while len(spans) > 1:
+        inked = [part[:, start:end].sum(axis=1) >= _MIN_INK_BLOCKS for start, end in spans]
+        holed = [bool(np.any(np.diff(np.flatnonzero(rows)) > gap)) for rows in inked]
+        join = None
+        for index, (left, right) in enumerate(itertools.pairwise(inked)):
+            shared = int(np.count_nonzero(left & right))
+            if shared >= _ALIGNED_ROWS * min(int(left.sum()), int(right.sum())):
+                join = index
+                break
+        if join is None:
+            holes = [index for index, hole in enumerate(holed) if hole]
+            if not holes:
+                break
+            index = holes[0]
+            if index == 0:
+                join = 0
+            elif index == len(spans) - 1:
+                join = index - 1
+            else:
+                before = spans[index][0] - spans[index - 1][1]
+                after = spans[index + 1][0] - spans[index][1]
+                join = index - 1 if before <= after else index
+        spans[join : join + 2] = [(spans[join][0], spans[join + 1][1])]
+    return spans
 
 
 def _block_minimum(grey: NDArray[np.uint8], block: int) -> NDArray[np.uint8]:

@@ -1,4 +1,5 @@
-"""Tesseract engine: the ``tesseract`` command-line program, run once per image.
+"""Tesseract engine: the ``tesseract`` command-line program, run once per image (once per
+piece of print on a big scan).
 
 The image goes to the program as PNG on stdin and the words come back as TSV on stdout;
 words are grouped into lines by Tesseract's own block, paragraph and line numbers.
@@ -9,16 +10,19 @@ and the amount are far apart, also on a photo turned by a degree or two, where m
 (one column of text of variable sizes, used before) dropped whole columns of amounts.
 
 Before the program runs (:mod:`~ocrstream.engines.preprocessing`), a page longer than
-OCR_MAX_SIDE is cut to its printed area (a small receipt on an A4 scan at 600 dpi: same
-text, a third of the time); a page printed faintly (faded thermal paper) has its levels
-stretched, ink to black and paper to white, since Tesseract's recogniser reads the grey
-image (the paper's level taken three quarters of the way from the ink's to the paper's,
-so that the paper's grain and the faded strokes' edges go white: on 72 faint receipts of
-other seeds it read 329 of 332 amounts, against 310 with the paper's own level); any
-other page has its lighting evened out (a phone photo lit from one side, where Otsu's
-global threshold loses the darker corner's figures); and a page whose rows of text are under 20 pixels high (a thermal receipt at 203
-dpi) is read at twice its size, Tesseract's accuracy falling off below about 8 pt at 300
-dpi (capitals of 23 pixels). Each was measured on rendered receipts (README, "Receipts").
+OCR_MAX_SIDE is cut to its printed areas, each read by itself: a small receipt on an A4
+scan at 600 dpi (same text, a third of the time), or several receipts scanned side by
+side, whose rows mode 6 would join across the receipts into one line. In each part, faint
+print (faded thermal paper) has its levels stretched, ink to black and paper to white,
+since Tesseract's recogniser reads the grey image; the paper's level is taken three
+quarters of the way from the ink's to the paper's, so that the paper's grain and the
+faded strokes' edges go white (on 72 faint receipts of other seeds: 329 of 332 amounts
+read, against 310 with the paper's own level). Any other part has its lighting evened
+out (a phone photo lit from one side, where the program's global threshold loses the
+figures in the darker corner). A part whose rows of text are under 20 pixels high (a
+thermal receipt at 203 dpi) is read at twice its size, Tesseract's accuracy falling off
+below about 8 pt at 300 dpi (capitals of 23 pixels). Each was measured on rendered
+receipts (README, "Receipts").
 The program's own cuts inside amounts ("RM324 .37") are mended
 (:func:`~ocrstream.engines.base.mend_numbers`).
 
@@ -48,7 +52,7 @@ from ocrstream.engines.base import (
 from ocrstream.engines.preprocessing import (
     even_light,
     faint_levels,
-    printed_area,
+    printed_areas,
     stretch_levels,
     text_height,
 )
@@ -293,9 +297,26 @@ def recognize(image: Image.Image) -> PageText:
     if width == 0 or height == 0:
         return PageText(text="", lines=())
     image = _opaque(image)
-    offset = (0, 0)
-    if max(width, height) > _options.max_side and (area := printed_area(image)) is not None:
-        image, offset = image.crop(area.box), area.offset
+    areas = printed_areas(image) if max(width, height) > _options.max_side else []
+    if not areas:
+        lines = _read(binary, image, width, height, (0, 0))
+    else:
+        lines = [
+            line
+            for area in areas
+            for line in _read(binary, image.crop(area.box), width, height, area.offset)
+        ]
+    if not lines:
+        return PageText(text="", lines=())
+    return join_lines(lines)
+
+
+def _read(
+    binary: str, image: Image.Image, width: int, height: int, offset: tuple[int, int]
+) -> list[PageLine]:
+    """The lines on ``image``, a part of a ``width`` x ``height`` page lying at
+    ``offset`` on it: faint print stretched or the lighting evened out, small print
+    enlarged, and the boxes placed on the page."""
     if (levels := faint_levels(image)) is not None:
         ink, paper = levels
         image = stretch_levels(image, ink, ink + round(_FAINT_PAPER * (paper - ink)))
@@ -306,7 +327,4 @@ def recognize(image: Image.Image) -> PageText:
         scale = _UPSCALE
         enlarged = (image.width * scale, image.height * scale)
         image = image.resize(enlarged, Image.Resampling.LANCZOS)
-    lines = _parse_tsv(_run(binary, _png_bytes(image)), width, height, offset, scale)
-    if not lines:
-        return PageText(text="", lines=())
-    return join_lines(lines)
+    return _parse_tsv(_run(binary, _png_bytes(image)), width, height, offset, scale)
