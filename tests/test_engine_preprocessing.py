@@ -135,6 +135,16 @@ def test_one_receipt_is_one_area_whatever_its_columns() -> None:
         assert printed_areas(receipt.image) == [printed_area(receipt.image)]
 
 
+def test_one_area_or_none_as_printed_area_finds_it() -> None:
+    page = Image.new("L", (4000, 6000), 250)
+    ImageDraw.Draw(page).rectangle((1000, 2000, 1800, 3000), fill=0)
+    assert printed_areas(page) == [printed_area(page)]
+    full = Image.new("L", (3000, 3000), 250)
+    ImageDraw.Draw(full).rectangle((100, 100, 2900, 2900), outline=0, width=8)
+    assert printed_areas(full) == []
+    assert printed_areas(Image.new("L", (3000, 3000), 250)) == []
+
+
 def test_even_light_whitens_paper_and_keeps_ink() -> None:
     page = Image.linear_gradient("L").resize((600, 400)).point(lambda level: 120 + level // 2)
     draw = ImageDraw.Draw(page)

@@ -146,11 +146,21 @@ def printed_areas(image: Image.Image) -> list[Crop]:
     paper = float(np.percentile(darkest, 75))
     ink = darkest < paper - _INK_CONTRAST
     gap = max(1, round(_MIN_GAP * max(width, height) / block))
-    pieces: list[tuple[int, int, int, int]] = []
-    _cut(ink, (0, 0, columns, rows), gap, pieces)
-    if len(pieces) <= 1:
-        area = printed_area(image)
-        return [] if area is None else [area]
+    pieces = _cut(ink, (0, 0, columns, rows), gap)
+    if not pieces:
+        return []
+    if len(pieces) == 1:  # as printed_area finds it
+        margin = round(_MARGIN * max(width, height))
+        left, top, right, bottom = pieces[0]
+        box = (
+            max(0, left * block - margin),
+            max(0, top * block - margin),
+            min(width, right * block + margin),
+            min(height, bottom * block + margin),
+        )
+        if (box[2] - box[0]) * (box[3] - box[1]) > (1 - _MIN_SAVING) * width * height:
+            return []
+        return [Crop(box)]
     margin = round(min(_MARGIN, _MIN_GAP / 2) * max(width, height))
     return [
         Crop(
@@ -166,13 +176,12 @@ def printed_areas(image: Image.Image) -> list[Crop]:
 
 
 def _cut(
-    ink: NDArray[np.bool_],
-    box: tuple[int, int, int, int],
-    gap: int,
-    pieces: list[tuple[int, int, int, int]],
-) -> None:
-    """Append to ``pieces`` the pieces of print within ``box`` (left, top, right, bottom
-    in blocks of ``ink``), cut at blank bands at least ``gap`` blocks wide."""
+    ink: NDArray[np.bool_], box: tuple[int, int, int, int], gap: int
+) -> list[tuple[int, int, int, int]]:
+    """The pieces of print within ``box`` (left, top, right, bottom in blocks of ``ink``),
+    cut at blank bands at least ``gap`` blocks wide. Bands one above the other are cut
+    only to find pieces side by side within them: bands of one piece each stay one piece
+    (one run of the engine for a page of paragraphs)."""
     import numpy as np
 
     left, top, right, bottom = box
@@ -180,31 +189,35 @@ def _cut(
     row_hits = np.flatnonzero(part.sum(axis=1) >= _MIN_INK_BLOCKS)
     column_hits = np.flatnonzero(part.sum(axis=0) >= _MIN_INK_BLOCKS)
     if row_hits.size == 0 or column_hits.size == 0:
-        return
+        return []
+    whole = (
+        left + int(column_hits[0]),
+        top + int(row_hits[0]),
+        left + int(column_hits[-1]) + 1,
+        top + int(row_hits[-1]) + 1,
+    )
     for hits, across in ((row_hits, False), (column_hits, True)):
         breaks = np.flatnonzero(np.diff(hits) > gap)
-        if breaks.size:
-            starts = [int(hits[0]), *(int(hits[index + 1]) for index in breaks)]
-            ends = [*(int(hits[index]) + 1 for index in breaks), int(hits[-1]) + 1]
-            spans = list(zip(starts, ends, strict=True))
-            if across:
-                spans = _pieces(part, starts, ends, gap)
-                if len(spans) == 1:
-                    break
-            for start, end in spans:
-                if across:
-                    _cut(ink, (left + start, top, left + end, bottom), gap, pieces)
-                else:
-                    _cut(ink, (left, top + start, right, top + end), gap, pieces)
-            return
-    pieces.append(
-        (
-            left + int(column_hits[0]),
-            top + int(row_hits[0]),
-            left + int(column_hits[-1]) + 1,
-            top + int(row_hits[-1]) + 1,
-        )
-    )
+        if not breaks.size:
+            continue
+        starts = [int(hits[0]), *(int(hits[index + 1]) for index in breaks)]
+        ends = [*(int(hits[index]) + 1 for index in breaks), int(hits[-1]) + 1]
+        if across:
+            spans = _pieces(part, starts, ends, gap)
+            if len(spans) == 1:
+                break
+            return [
+                piece
+                for start, end in spans
+                for piece in _cut(ink, (left + start, top, left + end, bottom), gap)
+            ]
+        bands = [
+            _cut(ink, (left, top + start, right, top + end), gap)
+            for start, end in zip(starts, ends, strict=True)
+        ]
+        if any(len(band) > 1 for band in bands):
+            return [piece for band in bands for piece in band]
+    return [whole]
 
 
 def _pieces(
