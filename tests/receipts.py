@@ -40,6 +40,7 @@ __all__ = [
     "fonts_available",
     "raw_read",
     "receipt_set",
+    "receipt_sheet",
     "render_receipt",
     "score",
 ]
@@ -56,8 +57,8 @@ FACES = {
     "serif-italic": "DejaVuSerif-Italic.ttf",
 }
 
-Kind = Literal["clean", "faint", "a4", "photo"]
-#: The receipt kinds :func:`receipt_set` cycles through.
+Kind = Literal["clean", "faint", "a4", "photo", "sheet"]
+#: The receipt kinds :func:`receipt_set` cycles through ("sheet": :func:`receipt_sheet`).
 KINDS: tuple[Kind, ...] = ("clean", "faint", "a4", "photo")
 
 #: Dots per inch of a thermal printer (its 58 and 80 mm rolls are 384 and 576 dots wide).
@@ -438,6 +439,48 @@ def render_receipt(kind: Kind, rng: random.Random, *, table: bool = False) -> Re
         total=content.total,
         kind=kind,
         format=fmt,
+    )
+
+
+def receipt_sheet(rng: random.Random, count: int = 4) -> Receipt:
+    """``count`` small receipts (as :func:`render_receipt`'s "a4" kind draws them) scanned
+    together on one A4 page at 600 dpi, two side by side per band, each placed at random
+    in its cell. The sheet's rows, amounts and dates are the receipts' in turn; its total
+    is the first receipt's."""
+    columns = 2
+    bands = -(-count // columns)
+    cell_width, cell_height = A4_600DPI[0] // columns, A4_600DPI[1] // bands
+    page = Image.new("L", A4_600DPI, 252)
+    rows: list[str] = []
+    amounts: list[str] = []
+    dates: list[str] = []
+    totals: list[str] = []
+    for index in range(count):
+        content = _content(rng, table=rng.random() < 0.3)
+        dots = rng.choice([384, 576])
+        scale = 600 / THERMAL_DPI
+        strip = draw_rows(
+            content.rows,
+            font_size=rng.uniform(13, 16) * scale,
+            width=round(dots * scale),
+            paper=rng.randint(238, 248),
+        )
+        left, top = (index % columns) * cell_width, (index // columns) * cell_height
+        x = left + rng.randint(60, max(60, cell_width - strip.width - 60))
+        y = top + rng.randint(60, max(60, cell_height - strip.height - 60))
+        page.paste(strip, (x, y))
+        rows += [row.text for row in content.rows]
+        amounts += content.amounts
+        dates += content.dates
+        totals.append(content.total)
+    return Receipt(
+        image=page.convert("RGB"),
+        rows=tuple(rows),
+        amounts=tuple(amounts),
+        dates=tuple(dates),
+        total=totals[0],
+        kind="sheet",
+        format="PNG",
     )
 
 

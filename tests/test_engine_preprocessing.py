@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from ocrstream.engines.preprocessing import faint_levels, printed_area, stretch_levels
+from ocrstream.engines.preprocessing import (
+    even_light,
+    faint_levels,
+    printed_area,
+    printed_areas,
+    stretch_levels,
+)
 from tests.invoices import invoice_set
-from tests.receipts import A4_600DPI, KINDS, fonts_available, render_receipt
+from tests.receipts import A4_600DPI, KINDS, fonts_available, receipt_sheet, render_receipt
 
 needs_fonts = pytest.mark.skipif(
     not fonts_available(), reason="DejaVu fonts missing (apt-get install fonts-dejavu-core)"
@@ -104,3 +111,45 @@ def test_stretch_maps_ink_to_black_and_paper_to_white() -> None:
     assert stretched.getpixel((10, 5)) == 0
     assert stretched.getpixel((30, 5)) == 255
     assert stretch_levels(Image.new("L", (2, 2), 210), 180, 240).getpixel((0, 0)) == 128
+
+
+@needs_fonts
+def test_receipts_side_by_side_are_areas_of_their_own() -> None:
+    rng = random.Random(5)
+    for _ in range(2):
+        sheet = receipt_sheet(rng)
+        areas = printed_areas(sheet.image)
+        assert len(areas) == 4
+        for index, first in enumerate(areas):
+            for second in areas[index + 1 :]:
+                apart_x = first.box[2] <= second.box[0] or second.box[2] <= first.box[0]
+                apart_y = first.box[3] <= second.box[1] or second.box[3] <= first.box[1]
+                assert apart_x or apart_y
+
+
+@needs_fonts
+def test_one_receipt_is_one_area_whatever_its_columns() -> None:
+    rng = random.Random(8)
+    for table in (False, True, False, True):
+        receipt = render_receipt("a4", rng, table=table)
+        assert printed_areas(receipt.image) == [printed_area(receipt.image)]
+
+
+def test_one_area_or_none_as_printed_area_finds_it() -> None:
+    page = Image.new("L", (4000, 6000), 250)
+    ImageDraw.Draw(page).rectangle((1000, 2000, 1800, 3000), fill=0)
+    assert printed_areas(page) == [printed_area(page)]
+    full = Image.new("L", (3000, 3000), 250)
+    ImageDraw.Draw(full).rectangle((100, 100, 2900, 2900), outline=0, width=8)
+    assert printed_areas(full) == []
+    assert printed_areas(Image.new("L", (3000, 3000), 250)) == []
+
+
+def test_even_light_whitens_paper_and_keeps_ink() -> None:
+    page = Image.linear_gradient("L").resize((600, 400)).point(lambda level: 120 + level // 2)
+    draw = ImageDraw.Draw(page)
+    for x in range(40, 560, 60):
+        draw.rectangle((x, 180, x + 6, 220), fill=40)
+    even = np.asarray(even_light(page))
+    assert min(even[20, 20], even[380, 20], even[20, 580]) >= 235  # paper, dark and light
+    assert max(even[200, 43], even[200, 523]) <= 120  # ink, on dark and light paper
