@@ -19,9 +19,21 @@ at least 0.9), the mean ``duration_ms`` the service reports per image (time insi
 ``OCRService.recognize``) beside the raw time per image, and the share of the CPUs
 other processes used meanwhile (a noisy machine makes every number suspect).
 
-Usage: ``python benchmarks/bench_ocr.py [--engine rapidocr|tesseract] [--reps 3]``.
-Medians over ``--reps`` repetitions. Loopback only; every loop is bounded and the script
-stops by itself (about 2 minutes for rapidocr on 2 CPUs).
+Then, in this process, the rendered receipts (``tests/receipts.py``, a seed of the
+benchmark's own; clean, faint, small on an A4 page at 600 dpi, photographed): what the
+service's engine reads (``recognize``) beside the raw engine (``tests.receipts.raw_read``:
+the library as it ships, or Tesseract as ocrstream ran it before, on the image as is):
+amounts, dates and times, totals and rows read exactly, numbers cut by a space ("73.
+00"), and seconds per page by kind; then the big-page handling's cost: finding the
+printed area of an A4 page, and whole A4 pages full of print (nothing to cut away, so
+the detector works on a scaled copy while lines are read at full resolution); and the
+20 invoices (ordinary images) in passes taken in turns, images/s. The goal: every
+figure at least the raw engine's, the images/s of ordinary images unchanged.
+
+Usage: ``python benchmarks/bench_ocr.py [--engine rapidocr|tesseract] [--reps 3]
+[--receipts 24] [--no-throughput]``. Medians over ``--reps`` repetitions. Loopback only;
+every loop is bounded and the script stops by itself (about 2 minutes for rapidocr on 2
+CPUs, plus about 2 minutes for the receipts).
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ import importlib
 import io
 import json
 import multiprocessing
+import random
 import socket
 import statistics
 import sys
@@ -57,16 +70,24 @@ from bench_stream import BOUNDARY, HOST, _ended, _request, _server
 from tests.chunked import dechunk
 from tests.images import Upload, multipart_body
 from tests.invoices import invoice_set
+from tests.receipts import A4_600DPI, KINDS, Score, raw_read, receipt_set, render_receipt
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from multiprocessing.sharedctypes import Synchronized
     from multiprocessing.synchronize import Barrier
     from types import ModuleType
 
+    from ocrstream.engines.base import PageText
     from tests.invoices import Invoice
+    from tests.receipts import Receipt
 
 IMAGES = 20
 REQUEST_TIMEOUT = 120.0
+#: The receipts' seed: the benchmark's own (the tests use 11, the spacing fit 1001/2002).
+RECEIPT_SEED = 2026
+FULL_PAGES = 3
+ORDINARY_PASSES = 5
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg"}
 
 
@@ -261,6 +282,129 @@ def _others_share(before: tuple[float, float, float], after: tuple[float, float,
     return max(0.0, others) / (wall * (os.cpu_count() or 1))
 
 
+# -- receipts ----------------------------------------------------------------------
+
+
+def _upright(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as opened:
+        return ImageOps.exif_transpose(opened)
+
+
+def _timed(read: Callable[[Image.Image], PageText], image: Image.Image) -> tuple[PageText, float]:
+    start = time.perf_counter()
+    page = read(image)
+    return page, time.perf_counter() - start
+
+
+def _full_page(rng: random.Random) -> tuple[list[Receipt], Image.Image]:
+    """An A4 page at 600 dpi covered by four small receipts, two by two: its print
+    spans the page, so there is nothing to cut away."""
+    from ocrstream.engines.preprocessing import printed_area
+
+    receipts = [render_receipt("a4", rng) for _ in range(4)]
+    page = Image.new("RGB", A4_600DPI, (252, 252, 252))
+    for index, receipt in enumerate(receipts):
+        area = printed_area(receipt.image)
+        part = receipt.image.crop(area.box) if area else receipt.image
+        page.paste(part, (150 + (index % 2) * 2400, 150 + (index // 2) * 3400))
+    return receipts, page
+
+
+def _receipts(name: str, count: int) -> None:
+    """Service and raw engine on ``count`` rendered receipts and on full A4 pages."""
+    from ocrstream.engines.preprocessing import printed_area
+
+    engine = _engine(name)
+    engine.load()
+    receipts = receipt_set(count, seed=RECEIPT_SEED)
+    service, raw = Score(), Score()
+    seconds: dict[tuple[str, str], list[float]] = {}
+    raw_read(name, receipts[0].image)  # warm both up
+    engine.recognize(receipts[0].image)
+    for receipt in receipts:
+        page, spent = _timed(engine.recognize, receipt.image)
+        service.add(receipt, page)
+        seconds.setdefault(("service", receipt.kind), []).append(spent)
+        page, spent = _timed(lambda image: raw_read(name, image), receipt.image)
+        raw.add(receipt, page)
+        seconds.setdefault(("raw", receipt.kind), []).append(spent)
+    print(f"\nreceipts, engine {name}: {count} rendered receipts (seed {RECEIPT_SEED})\n")
+    print(f"{'':<44}{'service':>10}{'raw':>12}")
+    for label, got, drawn in (
+        ("amounts exact", (service.amounts_found, raw.amounts_found), service.amounts),
+        ("dates and times exact", (service.dates_found, raw.dates_found), service.dates),
+        ("totals exact", (service.totals_found, raw.totals_found), service.totals),
+        ("rows exact", (service.rows_exact, raw.rows_exact), service.rows),
+    ):
+        print(
+            f"{f'{label} (of {drawn})':<44}{got[0]:>5} {got[0] / drawn:>4.0%}"
+            f"{got[1]:>7} {got[1] / drawn:>4.0%}"
+        )
+    print(f"{'numbers cut by a space (drawn: 0)':<44}{service.splits:>10}{raw.splits:>12}")
+    for kind in KINDS:
+        _row(
+            f"seconds per page, {kind}",
+            (
+                statistics.median(seconds[("service", kind)]),
+                statistics.median(seconds[("raw", kind)]),
+            ),
+            " s",
+        )
+    # Ordinary images: the invoices, in passes taken in turns by both (outside load hits
+    # both alike), images/s.
+    invoices = [_upright(invoice.data) for invoice in invoice_set(IMAGES)]
+    rates: dict[str, list[float]] = {"service": [], "raw": []}
+    for _ in range(ORDINARY_PASSES):
+        for which, read in (
+            ("service", engine.recognize),
+            ("raw", lambda image: raw_read(name, image)),
+        ):
+            start = time.perf_counter()
+            for image in invoices:
+                read(image)
+            rates[which].append(len(invoices) / (time.perf_counter() - start))
+    _row(
+        f"ordinary images ({IMAGES} invoices), images/s",
+        (statistics.median(rates["service"]), statistics.median(rates["raw"])),
+    )
+    # The big-page handling: the printed-area search alone, then whole pages of print.
+    a4 = [receipt.image for receipt in receipts if receipt.kind == "a4"]
+    searches = []
+    for image in a4:
+        start = time.perf_counter()
+        printed_area(image)
+        searches.append(time.perf_counter() - start)
+    rng = random.Random(RECEIPT_SEED)
+    full_service, full_raw = Score(), Score()
+    full_seconds: dict[str, list[float]] = {"service": [], "raw": []}
+    for _ in range(FULL_PAGES):
+        printed, image = _full_page(rng)
+        page, spent = _timed(engine.recognize, image)
+        full_seconds["service"].append(spent)
+        for receipt in printed:
+            full_service.add(receipt, page)
+        page, spent = _timed(lambda image: raw_read(name, image), image)
+        full_seconds["raw"].append(spent)
+        for receipt in printed:
+            full_raw.add(receipt, page)
+    print(
+        f"{'printed-area search, A4 at 600 dpi (median)':<44}{statistics.median(searches):>8.2f} s"
+    )
+    _row(
+        f"full A4 pages ({FULL_PAGES}), seconds per page",
+        (statistics.median(full_seconds["service"]), statistics.median(full_seconds["raw"])),
+        " s",
+    )
+    print(
+        f"{f'full A4 pages, amounts exact (of {full_service.amounts})':<44}"
+        f"{full_service.amounts_found:>10}{full_raw.amounts_found:>12}"
+    )
+    print(
+        f"{f'full A4 pages, dates and times (of {full_service.dates})':<44}"
+        f"{full_service.dates_found:>10}{full_raw.dates_found:>12}"
+    )
+
+
 # -- report --------------------------------------------------------------------------
 
 
@@ -272,10 +416,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--engine", choices=("rapidocr", "tesseract"), default="rapidocr")
     parser.add_argument("--reps", type=int, default=3, help="repetitions per measurement")
+    parser.add_argument("--receipts", type=int, default=24, help="rendered receipts (0: none)")
+    parser.add_argument("--no-throughput", action="store_true", help="receipts only")
     args = parser.parse_args()
     name: str = args.engine
     reps: int = max(1, args.reps)
+    if not args.no_throughput:
+        _throughput(name, reps)
+    if args.receipts > 0:
+        _receipts(name, args.receipts)
 
+
+def _throughput(name: str, reps: int) -> None:
+    """The images/s part: raw engine against the service over HTTP."""
     invoices = invoice_set(IMAGES)
     began = time.perf_counter()
     one, two = (_measure(name, workers, invoices, reps) for workers in (1, 2))
