@@ -189,8 +189,7 @@ def _read_big(ocr: Any, image: Image.Image, max_side: int) -> list[Any]:
     scale = max_side / max(image.size)
     small = image.resize(
         (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-        Image.Resampling.LANCZOS,
-        reducing_gap=3.0,
+        Image.Resampling.BOX,
     )
     steps = ("auto_text_det", "get_crop_img_list", "text_cls", "text_rec", "text_score")
     if not all(hasattr(ocr, step) for step in steps):
