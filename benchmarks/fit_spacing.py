@@ -17,9 +17,10 @@ A false space costs ``--false-cost`` (default 3) missed ones: a cut word or amou
 worse than a joined pair. The constants are fitted on the first half of the lines
 (seed A) and the counts are reported on both halves, the second (seed B) unseen.
 
-Usage: ``python benchmarks/fit_spacing.py [--images 160] [--cache PATH]``: about 5
-minutes on 2 CPUs for the default 160 images; ``--cache`` keeps the gathered evidence
-(a pickle) so that a second run only refits.
+Usage: ``python benchmarks/fit_spacing.py [--images 600] [--cache PATH]``: the
+constants in use come from the default 600 pages of 16 rows (300 a half), about 25 CPU
+minutes; ``--cache`` keeps the gathered evidence (a pickle) so that a second run only
+refits (seconds).
 """
 
 from __future__ import annotations
@@ -354,7 +355,7 @@ def _print(label: str, errors: _Errors) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--images", type=int, default=160, help="pages drawn per half")
+    parser.add_argument("--images", type=int, default=600, help="pages drawn, both halves")
     parser.add_argument("--false-cost", type=float, default=3.0)
     parser.add_argument("--cache", type=Path, help="keep the gathered evidence in this file")
     args = parser.parse_args()
