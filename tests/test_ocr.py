@@ -12,6 +12,7 @@ import trio.testing
 from PIL import Image, PngImagePlugin
 
 from ocrstream.core.errors import OCRError
+from ocrstream.engines.base import EngineOptions
 from ocrstream.service.ocr import FairScheduler, OCRService, open_ocr_service
 from tests.images import scripted_png
 
@@ -138,6 +139,18 @@ def _assert_gone(pid: int) -> None:
     # trio-parallel reaps the killed worker before returning control.
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+async def test_engine_options_reach_the_workers() -> None:
+    async with open_ocr_service(
+        engine="fake",
+        workers=1,
+        ocr_timeout=5,
+        max_tasks_per_worker=1000,
+        max_worker_rss=2**40,
+        engine_options=EngineOptions(max_side=1234),
+    ) as ocr:
+        assert (await ocr.recognize(scripted_png("MAX_SIDE"))).text == "1234"
 
 
 async def test_workers_retire_after_their_task_budget() -> None:

@@ -10,7 +10,9 @@ processes:
 * ``CRASH``: the worker process exits at once (``ocr_failed``, the pool recovers);
 * ``SLEEP:<seconds>``: sleeps first (timeouts, cancellation, fairness);
 * ``SPIN:<seconds>``: keeps a CPU busy first (to watch CPU being freed on cancel);
-* ``PID``: replaced by the worker's process id (to watch a worker being killed).
+* ``PID``: replaced by the worker's process id (to watch a worker being killed);
+* ``MAX_SIDE``: replaced by the OCR_MAX_SIDE the worker was given (to watch the
+  settings reach the workers).
 """
 
 from __future__ import annotations
@@ -21,12 +23,10 @@ import time
 from typing import TYPE_CHECKING
 
 from ocrstream.core.documents import with_words
-from ocrstream.engines.base import PageLine, PageText, join_lines
+from ocrstream.engines.base import EngineOptions, PageLine, PageText, join_lines
 
 if TYPE_CHECKING:
     from PIL import Image
-
-    from ocrstream.engines.base import EngineOptions
 
 __all__ = ["NAME", "TEXT_KEY", "FakeEngineError", "check_available", "load", "recognize"]
 
@@ -36,6 +36,7 @@ TEXT_KEY = "ocrstream:text"
 
 _SLEEP = re.compile(r"SLEEP:(\d+(?:\.\d+)?)")
 _SPIN = re.compile(r"SPIN:(\d+(?:\.\d+)?)")
+_options = EngineOptions()
 
 
 class FakeEngineError(RuntimeError):
@@ -47,7 +48,10 @@ def check_available() -> None:
 
 
 def load(options: EngineOptions | None = None) -> None:
-    """Nothing to load; the options change nothing."""
+    """Nothing to load; the options are kept for the ``MAX_SIDE`` marker."""
+    global _options
+    if options is not None:
+        _options = options
 
 
 def recognize(image: Image.Image) -> PageText:
@@ -62,6 +66,7 @@ def recognize(image: Image.Image) -> PageText:
     if "CRASH" in text:
         os._exit(3)
     text = text.replace("PID", str(os.getpid()))
+    text = text.replace("MAX_SIDE", str(_options.max_side))
     if "FAIL" in text:
         raise FakeEngineError("scripted failure")
     rows = [row for row in text.split("\n") if row]
