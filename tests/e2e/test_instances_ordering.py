@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,8 +27,6 @@ from tests.sse_reading import SSEDecoder
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    import httpx
 
 pytestmark = [pytest.mark.e2e, requires_redis]
 
@@ -94,8 +93,21 @@ def _part(index: int, kind: str, texts: list[str]) -> Upload:
 @given(files=_uploads(), upload_on_b=st.booleans(), recognise=st.booleans())
 async def test_ordering_holds_whichever_instance_and_worker_did_the_work(
     cluster: tuple[_Instance, _Instance],
-    client: httpx.AsyncClient,
     files: list[tuple[str, list[str]]],
+    upload_on_b: bool,
+    recognise: bool,
+) -> None:
+    # Each example runs in a Trio run of its own: its client is made in it (the servers
+    # are processes, outside any run).
+    async with httpx.AsyncClient(timeout=60) as client:
+        await _check_example(client, cluster, files, upload_on_b=upload_on_b, recognise=recognise)
+
+
+async def _check_example(
+    client: httpx.AsyncClient,
+    cluster: tuple[_Instance, _Instance],
+    files: list[tuple[str, list[str]]],
+    *,
     upload_on_b: bool,
     recognise: bool,
 ) -> None:
