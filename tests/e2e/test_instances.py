@@ -459,3 +459,19 @@ async def _members(redis: RedisServer) -> set[bytes]:
 
     async with open_redis(redis.url) as connection:
         return set(await connection.smembers("ocrstream:instances"))
+
+
+async def test_pages_fail_when_no_worker_runs_anywhere(
+    start_server: StartServer, client: httpx.AsyncClient, redis_server: RedisServer
+) -> None:
+    a = await _instance(start_server, redis_server, ocr_workers=0, ocr_lease=1)
+    started = trio.current_time()
+    events = _events(await _upload(client, a, [Upload(scripted_png("nobody"), "n.png")]))
+    waited = trio.current_time() - started
+    outcome = check_stream(events, ocr=True)
+    assert outcome.ocr == {0: "ocr_failed"}
+    error = next(e["data"]["error"] for e in events if e["type"] == "image_ocr_error")
+    assert "no OCR worker" in error["message"]
+    assert waited < 20
+    await trio.sleep(0.5)
+    assert not [name for name in await _keys(redis_server) if ":unit:" in name]

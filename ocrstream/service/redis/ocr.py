@@ -38,10 +38,20 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CLEANUP_TIMEOUT", "STORE_PATIENCE_MARGIN", "RedisOCR", "open_store", "run_redis_ocr"]
+__all__ = [
+    "CLEANUP_TIMEOUT",
+    "NO_WORKER_PATIENCE",
+    "STORE_PATIENCE_MARGIN",
+    "RedisOCR",
+    "open_store",
+    "run_redis_ocr",
+]
 
 #: Seconds the shielded cleanup of a cancelled page may take (dropping its unit).
 CLEANUP_TIMEOUT = 2.0
+#: Seconds at least that pages wait for a worker to appear when none is alive anywhere
+#: (OCR_LEASE, if longer: a worker may be restarting) before they fail.
+NO_WORKER_PATIENCE = 5.0
 #: Seconds a page waits for Redis beyond UPLOAD_TIMEOUT before it fails on its own.
 STORE_PATIENCE_MARGIN = 5.0
 #: Seconds a results read blocks in Redis before it looks again.
@@ -60,6 +70,7 @@ class _Waiter:
     done: trio.Event = field(default_factory=trio.Event)
     outcome: bytes = b""
     missing: bool = False  # its unit was not in Redis at the last refresh
+    drop: bool = False  # failed here (no worker anywhere): its unit is dropped too
 
 
 @dataclass(slots=True)
@@ -91,6 +102,8 @@ class RedisOCR:
         self._waiters: dict[str, _Waiter] = {}
         self._files: dict[tuple[str, int], _File] = {}
         self._depth = QueueDepth(0, 0, 0)
+        # Since when no worker slot has been alive in the cluster while pages wait here.
+        self._no_workers_since: float | None = None
 
     def slot(self, job_key: Hashable) -> AbstractAsyncContextManager[None]:
         """Nothing to wait for here: pages queue in Redis, fairly by job."""
@@ -153,7 +166,7 @@ class RedisOCR:
             last = file.users == 0
             if last and self._files.get((job_id, file_index)) is file:
                 del self._files[job_id, file_index]
-            abandon = enqueued and not waiter.done.is_set()
+            abandon = enqueued and (not waiter.done.is_set() or waiter.drop)
             if abandon or (last and file.stored):
                 await self._clean_up(uid if abandon else None, file.name if last else None)
         outcome = decode_outcome(waiter.outcome)
@@ -249,12 +262,33 @@ class RedisOCR:
             try:
                 await self._queue.reap()
                 self._depth = await self._queue.depth()
+                self._fail_without_workers()
                 if trio.current_time() >= next_refresh:
                     next_refresh = trio.current_time() + _REFRESH_INTERVAL
                     await self._refresh()
             except Exception as error:
                 if not is_store_error(error):
                     raise
+
+    def _fail_without_workers(self) -> None:
+        """Nothing waits for ever on a lost peer: when no worker slot is alive anywhere in
+        the cluster for OCR_LEASE (at least NO_WORKER_PATIENCE) seconds, the pages waiting
+        here fail with ``ocr_failed`` and their units are dropped."""
+        if self._depth.workers > 0 or not self._waiters:
+            self._no_workers_since = None
+            return
+        now = trio.current_time()
+        if self._no_workers_since is None:
+            self._no_workers_since = now
+            return
+        if now - self._no_workers_since < max(NO_WORKER_PATIENCE, self._queue.lease):
+            return
+        failed = encode_error(
+            OCRError("ocr_failed", "no OCR worker is running anywhere in the cluster")
+        )
+        for waiter in list(self._waiters.values()):
+            waiter.drop = True
+            self._resolve(waiter, failed)
 
     async def _refresh(self) -> None:
         waiting = dict(self._waiters)

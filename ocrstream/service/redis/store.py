@@ -222,17 +222,20 @@ class RedisStore:
         handle = self._local.get(job_id) or self._mirrors.get(job_id)
         if handle is not None:
             return handle
-        with trio.fail_after(STORE_TIMEOUT * 2):
-            history = await self.log.history(job_id)
-            if not history:
-                return None
+        with trio.fail_after(STORE_TIMEOUT):
             created_at = await self.log.created_at(job_id)
+        if created_at is None:
+            return None  # no event of it ever reached Redis, or it expired
         handle = self._mirrors.get(job_id)
         if handle is None:
             record = JobRecord(job_id=job_id)
-            if created_at is not None:
-                record.created_at = datetime.fromisoformat(created_at)
+            record.created_at = datetime.fromisoformat(created_at)
             handle = self._mirrors.adopt(record)
+        # The mirror exists before its history is read: an event the firehose tail
+        # brings meanwhile is either the next one (fed at once) or marks a gap that the
+        # tail fills from the job's stream, so none falls between the read and the tail.
+        with trio.fail_after(STORE_TIMEOUT):
+            history = await self.log.history(job_id, after=handle.record.next_seq - 1)
         self._feed(handle, history)
         return handle
 
