@@ -23,6 +23,8 @@ __all__ = [
     "Word",
     "clamp_confidence",
     "document_from_json",
+    "page_from_json",
+    "page_to_json",
     "split_words",
     "with_words",
 ]
@@ -194,6 +196,20 @@ def _page_from_json(data: object) -> Page:
         text=_str(fields["text"]),
         lines=tuple(_line_from_json(line) for line in _list(fields["lines"])),
     )
+
+
+def page_to_json(page: Page) -> dict[str, object]:
+    """One page as plain JSON values (its shape in :meth:`Document.to_json`)."""
+    return _page_json(page)
+
+
+def page_from_json(data: object) -> Page:
+    """The page :func:`page_to_json` made ``data`` from.
+
+    Raises:
+        ValueError: not such a page.
+    """
+    return _page_from_json(data)
 
 
 def _page_json(page: Page) -> dict[str, object]:

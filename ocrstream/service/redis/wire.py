@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import TYPE_CHECKING, cast
 
-from ocrstream.core.documents import Line, Page, Word
+from ocrstream.core.documents import Page, page_from_json, page_to_json
 from ocrstream.core.errors import OCRError
 from ocrstream.engines.worker import PageRequest
-
-if TYPE_CHECKING:
-    from ocrstream.core.documents import Bbox, PageSource
 
 __all__ = [
     "decode_outcome",
@@ -27,69 +23,6 @@ __all__ = [
     "request_from_json",
     "request_to_json",
 ]
-
-
-def page_to_json(page: Page) -> dict[str, object]:
-    """``page`` as plain JSON values (the shape of a page in ``Document.to_json``)."""
-    return {
-        "page_index": page.page_index,
-        "source": page.source,
-        "width": page.width,
-        "height": page.height,
-        "dpi": page.dpi,
-        "text": page.text,
-        "lines": [
-            {
-                "text": line.text,
-                "confidence": line.confidence,
-                "bbox": list(line.bbox),
-                "words": [
-                    {"text": word.text, "confidence": word.confidence, "bbox": list(word.bbox)}
-                    for word in line.words
-                ],
-            }
-            for line in page.lines
-        ],
-    }
-
-
-def _bbox(value: object) -> Bbox:
-    x0, y0, x1, y1 = cast("list[int]", value)
-    return (int(x0), int(y0), int(x1), int(y1))
-
-
-def page_from_json(value: dict[str, object]) -> Page:
-    """The page :func:`page_to_json` made ``value`` from.
-
-    Raises:
-        KeyError, TypeError, ValueError: ``value`` is not such a page.
-    """
-    lines = cast("list[dict[str, object]]", value["lines"])
-    dpi = value["dpi"]
-    return Page(
-        page_index=int(cast("int", value["page_index"])),
-        source=cast("PageSource", value["source"]),
-        width=int(cast("int", value["width"])),
-        height=int(cast("int", value["height"])),
-        dpi=None if dpi is None else float(cast("float", dpi)),
-        text=str(value["text"]),
-        lines=tuple(
-            Line(
-                text=str(line["text"]),
-                confidence=float(cast("float", line["confidence"])),
-                bbox=_bbox(line["bbox"]),
-                words=tuple(
-                    Word(
-                        text=str(word["text"]),
-                        confidence=float(cast("float", word["confidence"])),
-                        bbox=_bbox(word["bbox"]),
-                    )
-                    for word in cast("list[dict[str, object]]", line["words"])
-                ),
-            )
-            for line in lines
-        ),
-    )
 
 
 def request_to_json(request: PageRequest) -> bytes:
