@@ -275,6 +275,8 @@ class RedisStore:
                     entries = await self.log.firehose_after(
                         last, block_ms=None if last is None else TAIL_BLOCK_MS
                     )
+                    if last is None and not entries:
+                        last = await self._newest_id()
             except Exception as error:
                 self._store_failed(error)
                 await trio.sleep(0.5)
@@ -286,8 +288,6 @@ class RedisStore:
             for entry in entries:
                 self._offer(entry)
                 last = entry.ring_id
-            if last is None:
-                last = await self._newest_id()
             for job_id in list(self._filling):
                 self._filling.discard(job_id)
                 try:
