@@ -40,6 +40,25 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
 #: ARGV: prefix, uid, job, owner, file key, request JSON, tries, ttl ms, max wake tokens,
 #: and the file's bytes (or an empty string when they are stored already).
+# A unit no longer held goes back to the front of its job's queue (the job to the ready
+# list if its queue was empty), living as long as the unit, and a taker is woken. REAP
+# and RELEASE both do this.
+_TO_FRONT = """
+local function to_front(p, unit, uid, job)
+  redis.call('HDEL', unit, 'worker')
+  local queue = p .. 'queue:job:' .. job
+  if redis.call('LPUSH', queue, uid) == 1 then
+    redis.call('LPUSH', p .. 'queue:ready', job)
+  end
+  local ttl = redis.call('PTTL', unit)
+  if ttl > 0 then
+    redis.call('PEXPIRE', queue, ttl)
+    redis.call('PEXPIRE', p .. 'queue:ready', ttl)
+  end
+  redis.call('RPUSH', p .. 'queue:wake', 1)
+end
+"""
+
 ENQUEUE = """
 local p, uid, job = ARGV[1], ARGV[2], ARGV[3]
 local ttl = tonumber(ARGV[8])
@@ -137,6 +156,7 @@ return 1
 #: while tries remain, else their owner gets the "lost" outcome.
 REAP = (
     _NOW
+    + _TO_FRONT
     + """
 local p = ARGV[1]
 local leases = p .. 'queue:leases'
@@ -148,17 +168,7 @@ for _, uid in ipairs(expired) do
   local f = redis.call('HMGET', unit, 'job', 'owner', 'attempt', 'tries')
   if f[1] then
     if tonumber(f[3]) < tonumber(f[4]) then
-      redis.call('HDEL', unit, 'worker')
-      local queue = p .. 'queue:job:' .. f[1]
-      if redis.call('LPUSH', queue, uid) == 1 then
-        redis.call('LPUSH', p .. 'queue:ready', f[1])
-      end
-      local ttl = redis.call('PTTL', unit)
-      if ttl > 0 then
-        redis.call('PEXPIRE', queue, ttl)
-        redis.call('PEXPIRE', p .. 'queue:ready', ttl)
-      end
-      redis.call('RPUSH', p .. 'queue:wake', 1)
+      to_front(p, unit, uid, f[1])
       requeued = requeued + 1
     else
       local results = p .. 'results:' .. f[2]
@@ -251,23 +261,16 @@ return #ARGV - 2
 
 #: ARGV: prefix, uid, worker slot, attempt. Hands a held unit back (a worker stopping):
 #: it goes to the front of its job's queue and this try does not count. 1 if it was held.
-RELEASE = """
+RELEASE = (
+    _TO_FRONT
+    + """
 local p, uid = ARGV[1], ARGV[2]
 local unit = p .. 'unit:' .. uid
 local f = redis.call('HMGET', unit, 'worker', 'attempt', 'job')
 if f[1] ~= ARGV[3] or f[2] ~= ARGV[4] then return 0 end
 if redis.call('ZREM', p .. 'queue:leases', uid) == 0 then return 0 end
 redis.call('HINCRBY', unit, 'attempt', -1)
-redis.call('HDEL', unit, 'worker')
-local queue = p .. 'queue:job:' .. f[3]
-if redis.call('LPUSH', queue, uid) == 1 then
-  redis.call('LPUSH', p .. 'queue:ready', f[3])
-end
-local ttl = redis.call('PTTL', unit)
-if ttl > 0 then
-  redis.call('PEXPIRE', queue, ttl)
-  redis.call('PEXPIRE', p .. 'queue:ready', ttl)
-end
-redis.call('RPUSH', p .. 'queue:wake', 1)
+to_front(p, unit, uid, f[3])
 return 1
 """
+)
