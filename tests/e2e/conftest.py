@@ -109,6 +109,20 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+async def post_raw(http: httpx.AsyncClient, url: str, body: bytes, *, query: str = "") -> bytes:
+    """POST a multipart body to ``url``/api/ocr (with ``?query``); the whole stream's bytes."""
+    async with http.stream(
+        "POST", f"{url}/api/ocr?{query}", content=body, headers={"Content-Type": MULTIPART}
+    ) as response:
+        assert response.status_code == 200, await response.aread()
+        return await response.aread()
+
+
+def decode_stream(raw: bytes) -> list[dict[str, Any]]:
+    """The envelopes of a whole stream's bytes."""
+    return [json.loads(message.data) for message in SSEDecoder().feed(raw)]
+
+
 async def post_events(
     http: httpx.AsyncClient, url: str, body: bytes, **headers: str
 ) -> tuple[httpx.Response, list[dict[str, Any]], SSEDecoder]:

@@ -7,17 +7,24 @@ page's script from its text layer and a TIFF frame's from its ImageDescription).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests import pdfs
-from tests.e2e.conftest import BOUNDARY, MULTIPART, head, post_events, raw_request, read_until
+from tests.e2e.conftest import (
+    BOUNDARY,
+    MULTIPART,
+    decode_stream,
+    head,
+    post_events,
+    post_raw,
+    raw_request,
+    read_until,
+)
 from tests.e2e.test_ocr_e2e import _alive, _cpu_ticks
 from tests.images import Upload, multipart_body, scripted_png, scripted_tiff
 from tests.ordering import check_stream
-from tests.sse_reading import SSEDecoder
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:
@@ -42,18 +49,9 @@ async def _post(
     client: httpx.AsyncClient, server: LiveServer, parts: list[Upload], query: str = ""
 ) -> list[dict[str, Any]]:
     """Upload ``parts`` (with ``?query``) and read the whole stream."""
-    decoder = SSEDecoder()
-    events: list[dict[str, Any]] = []
-    async with client.stream(
-        "POST",
-        f"{server.url}/api/ocr?{query}",
-        content=multipart_body(parts, BOUNDARY),
-        headers={"Content-Type": MULTIPART},
-    ) as response:
-        assert response.status_code == 200
-        async for chunk in response.aiter_raw():
-            events.extend(json.loads(message.data) for message in decoder.feed(chunk))
-    return events
+    return decode_stream(
+        await post_raw(client, server.url, multipart_body(parts, BOUNDARY), query=query)
+    )
 
 
 async def test_a_born_digital_pdf_is_read_from_its_text_layer_page_by_page(

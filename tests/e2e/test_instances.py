@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
-from tests.e2e.conftest import BOUNDARY, MULTIPART
+from tests.e2e.conftest import BOUNDARY, MULTIPART, decode_stream, post_raw
 from tests.e2e.served import listening_process
 from tests.images import Upload, multipart_body, scripted_png
 from tests.ordering import check_stream
@@ -57,19 +57,7 @@ async def _instance(start_server: StartServer, redis: RedisServer, **overrides: 
 
 async def _upload(client: httpx.AsyncClient, server: LiveServer, parts: list[Upload]) -> bytes:
     """POST and read the whole stream's raw bytes."""
-    async with client.stream(
-        "POST",
-        f"{server.url}/api/ocr",
-        content=multipart_body(parts, BOUNDARY),
-        headers={"Content-Type": MULTIPART},
-    ) as response:
-        assert response.status_code == 200, await response.aread()
-        return await response.aread()
-
-
-def _events(raw: bytes) -> list[dict[str, Any]]:
-    decoder = SSEDecoder()
-    return [json.loads(message.data) for message in decoder.feed(raw)]
+    return await post_raw(client, server.url, multipart_body(parts, BOUNDARY))
 
 
 def _frames(raw: bytes) -> list[bytes]:
@@ -86,7 +74,7 @@ async def test_a_job_uploaded_on_a_is_served_on_b_byte_for_byte(
         a,
         [Upload(scripted_png("Invoice 42\nTotal 9.99"), "invoice.png"), Upload(b"x", "bad.png")],
     )
-    events = _events(raw)
+    events = decode_stream(raw)
     check_stream(events, ocr=True)
     job_id = events[0]["job_id"]
     frames = _frames(raw)
@@ -178,8 +166,8 @@ async def test_the_firehose_of_every_instance_has_every_job_under_one_numbering(
         nursery.start_soon(follow, "a", a, scopes["a"])
         nursery.start_soon(follow, "b", b, scopes["b"])
         await wait_until(lambda: a.app.state.open_streams == 1 and b.app.state.open_streams == 1)
-        job_a = _events(await _upload(client, a, [Upload(scripted_png("on a"), "a.png")]))
-        job_b = _events(await _upload(client, b, [Upload(scripted_png("on b"), "b.png")]))
+        job_a = decode_stream(await _upload(client, a, [Upload(scripted_png("on a"), "a.png")]))
+        job_b = decode_stream(await _upload(client, b, [Upload(scripted_png("on b"), "b.png")]))
         total = len(job_a) + len(job_b)
         await wait_until(lambda: len(seen["a"]) >= total and len(seen["b"]) >= total, timeout=10)
         for scope in scopes.values():
@@ -196,7 +184,7 @@ async def test_finished_jobs_outlive_their_instance_then_expire_from_redis(
 ) -> None:
     a = await _instance(start_server, redis_server, result_ttl=3)
     raw = await _upload(client, a, [Upload(scripted_png("kept"), "k.png")])
-    job_id = _events(raw)[0]["job_id"]
+    job_id = decode_stream(raw)[0]["job_id"]
     a.shutdown.set()
     scope = a.app.state.store_scope
     assert scope is not None
@@ -235,7 +223,7 @@ async def test_a_lost_redis_makes_instances_not_ready_until_it_is_back(
     redis_server.start()
     await wait_until(lambda: store.ready, timeout=15, what="the store back")
     assert (await client.get(f"{a.url}/readyz")).status_code == 200
-    events = _events(await _upload(client, a, [Upload(scripted_png("again"), "x.png")]))
+    events = decode_stream(await _upload(client, a, [Upload(scripted_png("again"), "x.png")]))
     assert events[-1]["type"] == "processing_complete"
 
 
@@ -361,7 +349,7 @@ async def test_a_paused_redis_is_unreachable_and_service_resumes_with_it(
         await wait_until(lambda s=server_store: s.ready, timeout=15, what="the store back")
     # Neither instance took the other for lost: both serve and watch each other's jobs.
     raw = await _upload(client, a, [Upload(scripted_png("after the pause"), "p.png")])
-    events = _events(raw)
+    events = decode_stream(raw)
     assert events[-1]["type"] == "processing_complete"
     watched = await client.get(f"{b.url}/api/ocr/{events[0]['job_id']}/events")
     assert _frames(watched.content) == _frames(raw)
@@ -377,7 +365,7 @@ async def test_a_password_in_redis_url_is_used_and_never_shown(
     guarded.start()
     try:
         a = await _instance(start_server, guarded)
-        events = _events(await _upload(client, a, [Upload(scripted_png("pw"), "p.png")]))
+        events = decode_stream(await _upload(client, a, [Upload(scripted_png("pw"), "p.png")]))
         assert events[-1]["type"] == "processing_complete"
         metrics = (await client.get(f"{a.url}/metrics")).text
         assert "ocrstream_store_ready 1.0" in metrics
@@ -415,7 +403,7 @@ async def test_instances_without_workers_have_their_pages_read_by_ocrstream_work
             Upload(scripted_png(f"SLEEP:0.3 PID {index}"), f"{index}.png") for index in range(4)
         ]
         raw = await _upload(client, a, parts)
-        events = _events(raw)
+        events = decode_stream(raw)
         outcome = check_stream(events, ocr=True)
         assert outcome.ocr == dict.fromkeys(range(4), "ok")
         pids = {
@@ -442,7 +430,7 @@ async def test_a_stopped_instance_leaves_the_cluster_and_is_not_reported_lost(
     b = await _instance(start_server, redis_server, instance_lease=1)
     store_a = a.app.state.store
     assert store_a is not None
-    events = _events(await _upload(client, a, [Upload(scripted_png("bye"), "b.png")]))
+    events = decode_stream(await _upload(client, a, [Upload(scripted_png("bye"), "b.png")]))
     a.shutdown.set()
     scope = a.app.state.store_scope
     assert scope is not None
@@ -451,7 +439,7 @@ async def test_a_stopped_instance_leaves_the_cluster_and_is_not_reported_lost(
     await trio.sleep(3)  # past A's lease and a sweep of B's
     assert "was lost" not in caplog.text
     watched = await client.get(f"{b.url}/api/ocr/{events[0]['job_id']}/events")
-    assert _events(watched.content)[-1]["type"] == "processing_complete"
+    assert decode_stream(watched.content)[-1]["type"] == "processing_complete"
 
 
 async def _members(redis: RedisServer) -> set[bytes]:
@@ -466,7 +454,7 @@ async def test_pages_fail_when_no_worker_runs_anywhere(
 ) -> None:
     a = await _instance(start_server, redis_server, ocr_workers=0, ocr_lease=1)
     started = trio.current_time()
-    events = _events(await _upload(client, a, [Upload(scripted_png("nobody"), "n.png")]))
+    events = decode_stream(await _upload(client, a, [Upload(scripted_png("nobody"), "n.png")]))
     waited = trio.current_time() - started
     outcome = check_stream(events, ocr=True)
     assert outcome.ocr == {0: "ocr_failed"}

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import pdfs
-from tests.e2e.conftest import BOUNDARY, MULTIPART
+from tests.e2e.conftest import BOUNDARY, MULTIPART, decode_stream, post_raw
 from tests.e2e.served import serve_in_subprocess
 from tests.images import Upload, multipart_body, scripted_png, scripted_tiff
 from tests.ordering import check_stream
@@ -115,14 +115,8 @@ async def _check_example(
     uploader, other = (b, a) if upload_on_b else (a, b)
     parts = [_part(index, kind, texts) for index, (kind, texts) in enumerate(files)]
     query = "pdf_text=ocr" if recognise else "pdf_text=auto"
-    async with client.stream(
-        "POST",
-        f"{uploader.url}/api/ocr?{query}",
-        content=multipart_body(parts, BOUNDARY),
-        headers={"Content-Type": MULTIPART},
-    ) as response:
-        raw = await response.aread()
-    events = [json.loads(message.data) for message in SSEDecoder().feed(raw)]
+    raw = await post_raw(client, uploader.url, multipart_body(parts, BOUNDARY), query=query)
+    events = decode_stream(raw)
     outcome = check_stream(events, ocr=True)
     assert outcome.terminal == "processing_complete"
     for index, (kind, texts) in enumerate(files):
