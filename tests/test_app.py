@@ -189,3 +189,19 @@ async def test_readyz_is_not_ready_without_its_ocr_workers() -> None:
     refused = await app.test_client().get("/readyz")
     assert refused.status_code == 503
     assert "OCR workers" in (await refused.get_json())["detail"]
+
+
+async def test_the_kept_files_directory_goes_however_the_app_ends() -> None:
+    from ocrstream.http.app import _keep_originals
+    from ocrstream.service.memory.registry import JobRegistry
+
+    registry = JobRegistry(result_ttl=60)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_keep_originals, registry)
+        originals = registry.originals
+        assert originals is not None
+        originals.save("job", 0, b"bytes")
+        assert originals.directory.exists()
+        nursery.cancel_scope.cancel()  # the app's nursery cancelled under it
+    assert registry.originals is None
+    assert not originals.directory.exists()

@@ -147,12 +147,15 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         if store is not None:
             state.store_scope = await app.nursery.start(_run_store, store)
 
+    # The stop switch of the task that owns the kept files' directory (embedded mode).
+    originals_scope: list[trio.CancelScope] = []
+
     @app.before_serving
     async def start_document_workers() -> None:
         # Recognised files' bytes, for the searchable-PDF export, live as long as the app
         # (with several instances, the searchable PDF is made at once and shared instead).
         if store is None:
-            registry.originals = OriginalFiles()
+            originals_scope.append(await app.nursery.start(_keep_originals, registry))
         state.documents, state.documents_scope = await app.nursery.start(
             run_document_workers, settings
         )
@@ -165,9 +168,8 @@ def create_app(settings: Settings | None = None) -> OCRStreamApp:
         if state.documents_scope is not None:
             state.documents_scope.cancel()
             state.documents, state.documents_scope = None, None
-        if registry.originals is not None:
-            registry.originals.close()
-            registry.originals = None
+        for scope in originals_scope:
+            scope.cancel()
         if state.store_scope is not None:
             assert store is not None
             await store.leave()
@@ -254,6 +256,23 @@ def _shared_store(state: ServiceState, fanout: FanOut) -> RedisStore:
         lambda: mirrors.statistics().jobs,
     )
     return store
+
+
+async def _keep_originals(
+    registry: JobRegistry,
+    *,
+    task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Own the directory of recognised files' bytes until cancelled: removed however the
+    app ends (its after_serving, or its nursery cancelled under it)."""
+    with trio.CancelScope() as scope:
+        originals = registry.originals = OriginalFiles()
+        try:
+            task_status.started(scope)
+            await trio.sleep_forever()
+        finally:
+            registry.originals = None
+            originals.close()
 
 
 async def _run_shared_ocr(
