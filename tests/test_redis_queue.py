@@ -336,3 +336,47 @@ async def test_a_one_file_job_overtakes_a_queued_twenty_file_job(
         await wait_until(lambda: ocr.statistics().waiting >= 18, timeout=5)
         pages.start_soon(read, "small", 0)
     assert finished.index("small0") <= 3  # next in turn, not after the twenty
+
+
+async def test_cancelling_the_workers_owner_mid_traffic_ends_them_cleanly(
+    redis_server: RedisServer,
+) -> None:
+    # Cancelling the owner of the Redis client also cancels coredis's connection tasks:
+    # a slot's shielded take can then meet a closed connection (anyio's
+    # ClosedResourceError), which is "Redis did not answer", not a crash (seen in CI).
+    settings = _settings(redis_server, ocr_workers=2)
+    for round_ in range(12):
+        async with trio.open_nursery() as nursery:
+            ocr, _ = await _start(nursery, settings)
+
+            async def read(index: int, ocr: RedisOCR = ocr) -> None:
+                with contextlib.suppress(OCRError):
+                    await ocr.recognize(scripted_png("fast"), job_id="busy", file_index=index)
+
+            for index in range(40):
+                nursery.start_soon(read, index)
+            await trio.sleep(0.05 + 0.02 * round_)
+            nursery.cancel_scope.cancel()
+
+
+async def test_pages_outliving_the_queues_owner_fail_with_ocr_failed(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    # A job still running while the app stops: its pages fail at once, not on a closed
+    # client (no worker runs here, so the first page would wait for ever otherwise).
+    failures: list[str] = []
+
+    async def read(ocr: RedisOCR) -> None:
+        try:
+            await ocr.recognize(scripted_png("fast"), job_id="j", file_index=0)
+        except OCRError as error:
+            failures.append(f"{error.code}: {error}")
+
+    async with trio.open_nursery() as owner:
+        ocr = await owner.start(partial(run_redis_ocr, _settings(redis_server), instance_id="i1"))
+        nursery.start_soon(read, ocr)
+        await wait_until(lambda: ocr.statistics().waiting == 1, timeout=5)
+        owner.cancel_scope.cancel()
+    await wait_until(lambda: len(failures) == 1, timeout=5)
+    await read(ocr)  # and any page asked for later
+    assert failures == 2 * ["ocr_failed: this instance's OCR queue has stopped"]

@@ -63,6 +63,8 @@ _BACKOFF = (0.05, 2.0)
 
 _T = TypeVar("_T")
 
+_STOPPED = "this instance's OCR queue has stopped"
+
 
 @dataclass(slots=True)
 class _Waiter:
@@ -104,6 +106,8 @@ class RedisOCR:
         self._depth = QueueDepth(0, 0, 0)
         # Since when no worker slot has been alive in the cluster while pages wait here.
         self._no_workers_since: float | None = None
+        # Set once its owner (run_redis_ocr) stops: its Redis client is going away.
+        self._stopped = False
 
     def slot(self, job_key: Hashable) -> AbstractAsyncContextManager[None]:
         """Nothing to wait for here: pages queue in Redis, fairly by job."""
@@ -129,6 +133,8 @@ class RedisOCR:
                 on the last of OCR_ATTEMPTS tries, or Redis stayed unreachable.
         """
         request = request or PageRequest()
+        if self._stopped:
+            raise OCRError("ocr_failed", _STOPPED)
         uid = uuid.uuid4().hex
         waiter = _Waiter(job_id)
         file = self._files.get((job_id, file_index))
@@ -177,6 +183,9 @@ class RedisOCR:
     async def _clean_up(self, uid: str | None, file: str | None) -> None:
         # Shielded so a cancelled page still drops its unit (so it never starts, or its
         # worker kills it) and its file; bounded so a lost Redis cannot hold the job.
+        # Once stopped, the client is gone: what was left expires with its TTL.
+        if self._stopped:
+            return
         with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
             try:
                 if uid is not None:
@@ -184,7 +193,8 @@ class RedisOCR:
                 if file is not None:
                     await self._queue.delete_files([file])
             except Exception as error:
-                if not is_store_error(error):
+                # Stopped meanwhile: coredis refuses calls on its exited pool.
+                if not (is_store_error(error) or self._stopped):
                     raise
                 logger.warning("could not drop a cancelled page from Redis: %s", error)
 
@@ -224,6 +234,14 @@ class RedisOCR:
             task_status.started()
             await trio.sleep_forever()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def stop(self) -> None:
+        """Its owner is stopping: pages still waiting fail with ``ocr_failed`` (their
+        units expire in Redis), and so does any page asked for later."""
+        self._stopped = True
+        stopped = encode_error(OCRError("ocr_failed", _STOPPED))
+        for waiter in self._waiters.values():
+            self._resolve(waiter, stopped)
 
     def _resolve(self, waiter: _Waiter, outcome: bytes) -> None:
         if not waiter.done.is_set():
@@ -310,9 +328,13 @@ class RedisOCR:
         delay = _BACKOFF[0]
         with trio.move_on_after(self._store_patience):
             while True:
+                if self._stopped:
+                    raise OCRError("ocr_failed", _STOPPED)
                 try:
                     return await call()
                 except Exception as error:
+                    if self._stopped:
+                        raise OCRError("ocr_failed", _STOPPED) from error
                     if not is_store_error(error):
                         raise
                 await trio.sleep(delay)
@@ -377,8 +399,13 @@ async def run_redis_ocr(
             # ocr_failed.
             store_patience=settings.upload_timeout + STORE_PATIENCE_MARGIN,
         )
-        async with trio.open_nursery() as nursery:
-            await nursery.start(service.run)
-            task_status.started(service)
-            await trio.sleep_forever()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(service.run)
+                task_status.started(service)
+                await trio.sleep_forever()
+        finally:
+            # Before the client closes: pages of callers that outlive this (a job still
+            # running while the app stops) fail at once instead of using a closed client.
+            service.stop()
     raise AssertionError("unreachable")  # pragma: no cover

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+import anyio
 import coredis
 
 from ocrstream.core.errors import OCRError
@@ -64,17 +65,28 @@ RESULTS_TTL = 600.0
 MAX_WAKE_TOKENS = 10_000
 
 
+_STORE_ERRORS = (
+    coredis.exceptions.RedisError,
+    OSError,
+    TimeoutError,
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+)
+
+
 def file_key(job_id: str, file_index: int) -> str:
     """The key of a job's file bytes."""
     return key("file", job_id, file_index)
 
 
 def is_store_error(error: BaseException) -> bool:
-    """Whether ``error`` means "Redis did not answer" (refused, reset, timed out), also
-    when coredis hands it over inside an exception group from its connection tasks."""
+    """Whether ``error`` means "Redis did not answer" (refused, reset, timed out, or the
+    connection closed under the command: coredis then raises anyio's closed/broken
+    stream errors), also when coredis hands it over inside an exception group from its
+    connection tasks."""
     if isinstance(error, BaseExceptionGroup):
         return all(is_store_error(inner) for inner in error.exceptions)
-    return isinstance(error, (coredis.exceptions.RedisError, OSError, TimeoutError))
+    return isinstance(error, _STORE_ERRORS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
