@@ -25,9 +25,12 @@ async def test_upload_streams_events_with_the_spec_headers() -> None:
         [Upload(make_image("PNG"), "a.png", "image/png"), Upload(b"nope", "b.txt", "text/plain")],
         BOUNDARY,
     )
-    response = await app.test_client().post(
-        "/api/ocr", data=body, headers={"Content-Type": MULTIPART}
-    )
+    async with serving(app) as client:
+        await _upload_streams_events(app, client, body)
+
+
+async def _upload_streams_events(app: Any, client: Any, body: bytes) -> None:
+    response = await client.post("/api/ocr", data=body, headers={"Content-Type": MULTIPART})
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/event-stream")
     assert response.headers["Cache-Control"] == "no-cache"
@@ -39,7 +42,7 @@ async def test_upload_streams_events_with_the_spec_headers() -> None:
     assert app.state.open_streams == 0
     assert app.state.job_tasks_running == 0
 
-    snapshot = await app.test_client().get(response.headers["Location"])
+    snapshot = await client.get(response.headers["Location"])
     document = await snapshot.get_json()
     assert document["status"] == "complete"
     assert [f["status"] for f in document["files"]] == ["valid", "invalid"]
@@ -76,7 +79,11 @@ async def test_refusals_are_problem_documents() -> None:
 
 async def test_max_streams_answers_503_with_retry_after() -> None:
     app = make_app(max_streams=1)
-    client = app.test_client()
+    async with serving(app) as client:
+        await _max_streams_answers_503(app, client)
+
+
+async def _max_streams_answers_503(app: Any, client: Any) -> None:
     body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
     async with client.request(
         "/api/ocr", method="POST", headers={"Content-Type": MULTIPART}
@@ -96,8 +103,11 @@ async def test_max_streams_answers_503_with_retry_after() -> None:
 
 
 async def test_api_token_guards_every_api_route() -> None:
-    app = make_app(api_token="s3cret")
-    client = app.test_client()
+    async with serving(make_app(api_token="s3cret")) as client:
+        await _api_token_guards(client)
+
+
+async def _api_token_guards(client: Any) -> None:
     body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
         refused = await client.post(
@@ -120,9 +130,9 @@ async def test_watchers_replay_resume_and_finish() -> None:
         await _replay_resume_and_finish(app, client)
 
 
-async def test_watchers_are_refused_while_the_app_is_not_serving() -> None:
-    # Without the lifespan (Quart's bare test client) nothing writes watcher streams:
-    # a 503 to retry, never a stream that hangs.
+async def test_streams_are_refused_while_the_app_is_not_serving() -> None:
+    # Without the lifespan (Quart's bare test client) nothing writes streams: a 503 to
+    # retry, never a stream that hangs, and no job is left behind.
     app = make_app(admin_token="admin")
     client = app.test_client()
     upload = await client.post(
@@ -130,6 +140,15 @@ async def test_watchers_are_refused_while_the_app_is_not_serving() -> None:
         data=multipart_body([Upload(make_image(), "a.png")], BOUNDARY),
         headers={"Content-Type": MULTIPART},
     )
+    assert "starting" in (await _problem(upload, 503))["detail"]
+    async with serving(app) as running:
+        upload = await running.post(
+            "/api/ocr",
+            data=multipart_body([Upload(make_image(), "a.png")], BOUNDARY),
+            headers={"Content-Type": MULTIPART},
+        )
+        assert upload.status_code == 200
+        await upload.get_data()
     for path, headers in (
         (f"{upload.headers['Location']}/events", {}),
         ("/api/events", {"Authorization": "Bearer admin"}),
@@ -137,6 +156,7 @@ async def test_watchers_are_refused_while_the_app_is_not_serving() -> None:
         refused = await client.get(path, headers=headers)
         assert "starting" in (await _problem(refused, 503))["detail"]
     assert app.state.open_streams == 0
+    assert app.state.registry.statistics().running_jobs == 0
 
 
 async def _replay_resume_and_finish(app: Any, client: Any) -> None:
@@ -161,7 +181,10 @@ async def test_a_body_shorter_than_its_content_length_is_malformed() -> None:
     app = make_app()
     body = multipart_body([Upload(make_image(), "a.png")], BOUNDARY)
     headers = {"Content-Type": MULTIPART, "Content-Length": str(len(body) + 100)}
-    async with app.test_client().request("/api/ocr", method="POST", headers=headers) as upload:
+    async with (
+        serving(app) as client,
+        client.request("/api/ocr", method="POST", headers=headers) as upload,
+    ):
         await upload.send(body)
         await upload.send_complete()
     events = decode_events(upload.response_data)

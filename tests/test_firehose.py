@@ -141,7 +141,11 @@ async def test_three_watchers_joining_at_different_moments_see_the_same_stream()
 
 async def test_metrics_count_streams_jobs_events_and_errors() -> None:
     app = make_app(admin_token="admin-secret")
-    client = app.test_client()
+    async with serving(app) as client:
+        await _metrics_count(client)
+
+
+async def _metrics_count(client: Any) -> None:
     await _upload(
         client, [Upload(make_image(), "a.png"), Upload(b"", "e.png"), Upload(b"x", "n.png")]
     )

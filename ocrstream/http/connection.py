@@ -11,6 +11,8 @@ and adds what the service needs:
   unbounded buffer, so a fast client and a slow parser would grow memory to the size
   of the body; here the receiving task waits while :data:`BODY_HIGH_WATER` bytes are
   unread, and Hypercorn's own flow control then slows the client;
+* the connection's ASGI send is exposed as ``request.asgi_send``, for a response body
+  that sends its own chunks (the uploader's stream, see stream.py);
 * close callbacks: sync callables run when the connection's tasks are all done, for
   whatever happens (a cancelled response never enters its body's ``aclose``);
 * ``Expect: 100-continue`` answered when the route first reads the body, not before
@@ -86,6 +88,9 @@ class OCRRequest(TrioRequest):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.nursery: trio.Nursery | None = None
+        #: The connection's ASGI send (the uploader's stream sends through it itself
+        #: where it cannot write to the socket directly).
+        self.asgi_send: ASGISendCallable | None = None
         self.response_complete = False
         self._close_callbacks: list[Callable[[], None]] = []
 
@@ -115,11 +120,13 @@ class RequestConnection(TrioASGIHTTPConnection):
         try:
             async with trio.open_nursery() as nursery:
                 request.nursery = nursery
+                request.asgi_send = send_tracked
                 nursery.start_soon(self.handle_messages, nursery, request, receive)
                 # The response runs in this task rather than a second child: one task
                 # less per open stream (thousands of idle watchers add up).
                 await self.handle_request(nursery, request, send_tracked)
         finally:
+            request.asgi_send = None  # it refers to the request: no cycle left behind
             request.run_close_callbacks()
 
     async def handle_messages(  # type: ignore[override]

@@ -1,5 +1,6 @@
-"""The two kinds of SSE response: the uploader's (sent by Quart) and a watcher's
-(its head from Quart, its events from the fan-out)."""
+"""The two kinds of SSE response, both with their events written by the fan-out: the
+uploader's (in Quart's request, which owns the job) and a watcher's (its head from
+Quart, then served by the hand-off middleware once Quart has let go)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from typing import TYPE_CHECKING, TypeVar
 
 from quart import Response, request
 
-from ocrstream.core.errors import ServiceBusy
 from ocrstream.http.connection import OCRRequest
+from ocrstream.http.direct import chunk_writer_for
 from ocrstream.http.handoff import HANDOFF_KEY, HandOff
-from ocrstream.http.stream import EventStream
-from ocrstream.service.cursor import Cursor, WaitableCursor
+from ocrstream.http.stream import UploadStream
+from ocrstream.service.cursor import Cursor
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,23 +35,40 @@ SSE_HEADERS = {
 
 def sse_response(
     state: ServiceState,
-    subscribe: Callable[[], WaitableCursor],
+    subscribe: Callable[[], Cursor],
     *,
-    end_after: trio.Event | None = None,
+    job_id: str,
+    end_after: trio.Event,
 ) -> Response:
-    """The uploader's SSE response, sent by Quart from ``subscribe()``; takes a stream
-    slot (MAX_STREAMS).
+    """The uploader's SSE response on the cursor ``subscribe()`` gives; takes a stream
+    slot (MAX_STREAMS). Quart sends its head and its end, the fan-out its events.
 
     The slot and the cursor are released exactly once, however the response
     ends (finished, client gone, or never even started).
+
+    Raises:
+        ServiceBusy: see :meth:`ServiceState.refuse_unless_streaming` (which the route
+            checks before it makes the job).
     """
     req = request
     assert isinstance(req, OCRRequest)
+    assert req.nursery is not None
+    assert req.asgi_send is not None
+    send = req.asgi_send
+
+    async def send_body(data: bytes) -> None:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
     cursor, cleanup = _open_stream(state, subscribe)
-    body = EventStream(
+    body = UploadStream(
         cursor,
-        keepalive_interval=state.settings.keepalive_interval,
+        job_id=job_id,
+        fanout=state.fanout,
+        # Quart's response head for an iterated body is chunked on HTTP/1.1 (no length).
+        writer=chunk_writer_for(req.http_version),
+        send_body=send_body,
         on_close=cleanup,
+        on_gone=req.nursery.cancel_scope.cancel,
         end_after=end_after,
     )
     # Whatever ends the connection, the slot and the cursor are released.
@@ -74,9 +92,7 @@ def watcher_response(
     """
     handoff = request.scope.get(HANDOFF_KEY)
     if isinstance(handoff, HandOff):  # else HEAD: the head alone, no stream
-        if not state.fanout.running:
-            raise ServiceBusy("the server is starting; retry shortly", retry_after=1)
-        cursor, cleanup = _open_stream(state, subscribe)
+        cursor, cleanup = _open_stream(state, subscribe)  # 503 unless the fan-out runs
         handoff.accept(cursor, job_id, cleanup)
     response = Response(_NoBody(), status=200, headers=dict(SSE_HEADERS))
     response.timeout = None

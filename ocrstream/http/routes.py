@@ -68,10 +68,15 @@ def add_routes(app: OCRStreamApp, state: ServiceState) -> None:
         req = request
         assert isinstance(req, OCRRequest)
         assert req.nursery is not None
+        # Refused before the job exists: a job made for a refused stream would never run.
+        state.refuse_unless_streaming()
         handle = state.registry.create()
         # The uploader's stream ends once the job's task is done (it may drain the body).
         response = sse_response(
-            state, partial(state.registry.subscribe, handle), end_after=handle.done
+            state,
+            partial(state.registry.subscribe, handle),
+            job_id=handle.job_id,
+            end_after=handle.done,
         )
         response.headers["Location"] = f"/api/ocr/{handle.job_id}"
         # The request's nursery owns the job: a disconnect cancels it (see connection.py).

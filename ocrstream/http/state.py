@@ -70,12 +70,24 @@ class ServiceState:
         Raises:
             ServiceBusy: MAX_STREAMS streams are open.
         """
+        self.refuse_unless_streaming()
+        self.open_streams += 1
+
+    def refuse_unless_streaming(self) -> None:
+        """Refuse a stream that could not be served now (checked before an upload's job
+        is made: nothing yields between this and the stream taking its slot).
+
+        Raises:
+            ServiceBusy: MAX_STREAMS streams are open, or the fan-out is not running
+                (the server is starting or stopping).
+        """
+        if not self.fanout.running:
+            raise ServiceBusy("the server is starting; retry shortly", retry_after=1)
         if self.open_streams >= self.settings.max_streams:
             raise ServiceBusy(
                 f"{self.settings.max_streams} streams are open (MAX_STREAMS); retry shortly",
                 retry_after=1,
             )
-        self.open_streams += 1
 
     def refuse_unless_ready(self, *, ocr: bool) -> None:
         """Refuse work while shutting down, or (``ocr``) while OCR is configured but its

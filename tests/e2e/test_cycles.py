@@ -61,4 +61,4 @@ async def test_uploads_and_watchers_leave_no_cycles_of_ours(server: LiveServer) 
         for item in found
         if type(item).__module__.startswith(OURS)
     )
-    assert ours == Counter(), "objects of ours freed only by the cyclic collector"
+    assert ours == Counter(), f"objects of ours freed only by the cyclic collector: {ours}"
