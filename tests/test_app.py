@@ -223,7 +223,7 @@ async def test_the_kept_files_directory_goes_however_the_app_ends() -> None:
         await nursery.start(_keep_originals, registry)
         originals = registry.originals
         assert originals is not None
-        originals.save("job", 0, b"bytes")
+        assert await originals.save("job", 0, b"bytes")
         assert originals.directory.exists()
         nursery.cancel_scope.cancel()  # the app's nursery cancelled under it
     assert registry.originals is None

@@ -269,7 +269,7 @@ async def _keep_originals(
         originals = registry.originals = OriginalFiles()
         try:
             task_status.started(scope)
-            await trio.sleep_forever()
+            await originals.run()
         finally:
             registry.originals = None
             originals.close()

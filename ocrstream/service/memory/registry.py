@@ -153,7 +153,7 @@ class JobHandle:
         with a results sink (several instances), hand them to it too."""
         originals = self._registry.originals
         if originals is not None:
-            await trio.to_thread.run_sync(originals.save, self.job_id, document.file_index, data)
+            await originals.save(self.job_id, document.file_index, data)
         sink = self._registry.results_sink
         if sink is not None:
             await sink(self.job_id, document, data)
@@ -168,7 +168,7 @@ class JobHandle:
         originals = self._registry.originals
         if originals is None or file_index not in self._documents:
             return None
-        return await trio.to_thread.run_sync(originals.load, self.job_id, file_index)
+        return await originals.load(self.job_id, file_index)
 
 
 class JobCursor(ClosingCursor):
