@@ -70,6 +70,24 @@ async def test_one_good_file(server: LiveServer, client: httpx.AsyncClient) -> N
     await server.wait_idle()
 
 
+async def test_the_uploaders_stream_is_written_by_the_fan_out(
+    server: LiveServer, client: httpx.AsyncClient
+) -> None:
+    # One path for every stream: the upload's events go out as the fan-out's direct
+    # writes (HTTP/1.1), not through Quart; Quart sends the head and the last chunk.
+    fanout = server.app.state.fanout
+    before = fanout.statistics().direct_writes
+    body = multipart_body([Upload(make_image("PNG"), "a.png", "image/png")], BOUNDARY)
+    for _ in range(3):
+        response, events, _ = await post_events(client, server.url, body)
+        assert response.status_code == 200
+        check_stream(events)
+    await server.wait_idle()
+    statistics = fanout.statistics()
+    assert statistics.direct_writes - before >= 3
+    assert statistics.readers == 0
+
+
 async def test_every_validation_code_in_one_request(
     start_server: StartServer, client: httpx.AsyncClient
 ) -> None:
