@@ -246,3 +246,12 @@ async def test_small_images_are_validated_inline_and_large_ones_in_a_thread(
     for events, side in ((small_inline, 24), (large_inline, 120)):
         (success,) = (e for e in events if e["type"] == "image_validation_success")
         assert (success["data"]["width"], success["data"]["format"]) == (side, "PNG")
+
+
+def test_files_read_inline_are_those_the_intake_keeps_in_memory() -> None:
+    # The pipeline reads a file of up to INLINE_MAX_BYTES on the loop's thread: only
+    # because such a spool never moves to disk.
+    from ocrstream.core.validation import INLINE_MAX_BYTES
+    from ocrstream.service.intake import SPOOL_THRESHOLD
+
+    assert INLINE_MAX_BYTES <= SPOOL_THRESHOLD

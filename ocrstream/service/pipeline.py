@@ -45,6 +45,7 @@ from ocrstream.core.events import (
 )
 from ocrstream.core.holdback import Holdback, Tally
 from ocrstream.core.validation import (
+    INLINE_MAX_BYTES,
     ImageFacts,
     check_upload,
     inspect_image,
@@ -439,7 +440,12 @@ async def _recognize(
         async with reading:
             if data is None:
                 assert file.spool is not None
-                data = await trio.to_thread.run_sync(_read_spool, file.spool, limiter=work.limiter)
+                if file.size_bytes <= INLINE_MAX_BYTES:  # in memory: a copy, not worth a hop
+                    data = _read_spool(file.spool)
+                else:
+                    data = await trio.to_thread.run_sync(
+                        _read_spool, file.spool, limiter=work.limiter
+                    )
             return data
 
     # Pages join the queue in page order (page 0 first): task i asks for its slot only
