@@ -3,7 +3,8 @@
 Two servers run side by side for the whole run, each in its own subprocess on a
 loopback port, driven by the same client code, their turns rotated round by round:
 
-- ``ocrstream serve`` (OCR engine ``none``: validation decodes every image, no OCR);
+- ``ocrstream serve`` (the measured uploads skip OCR, ``?ocr=false``: validation decodes
+  every image; the fake engine is there for the idle phase's held upload);
 - the baseline, ``benchmarks/naive_sse_server.py``'s ``POST /api/ocr``: stock
   Quart-Trio on stock ``hypercorn.trio`` that reads the whole multipart body with
   ``await request.files`` and yields the same events, one frame per chunk, decoding
@@ -527,8 +528,14 @@ def main() -> None:
     soft, _ = _raise_fd_limit()
     small_png = _png((24, 24), noise=True)
     large_png = _png((184, 184), noise=True)
-    small = _upload(multipart_body([Upload(small_png, "small.png", "image/png")], BOUNDARY))
-    large = _upload(multipart_body([Upload(large_png, "large.png", "image/png")], BOUNDARY))
+    # OCR off (?ocr=false), as the baseline has none: the server's fake engine is there
+    # for the idle phase's held upload only.
+    small = _upload(
+        multipart_body([Upload(small_png, "small.png", "image/png")], BOUNDARY), query="?ocr=false"
+    )
+    large = _upload(
+        multipart_body([Upload(large_png, "large.png", "image/png")], BOUNDARY), query="?ocr=false"
+    )
     tiny = _upload(
         multipart_body([Upload(_png((1, 1)), "tiny.png", "image/png")], BOUNDARY),
         query="?ocr=false",
