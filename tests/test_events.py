@@ -121,3 +121,34 @@ def test_parse_envelope_round_trips_every_type() -> None:
 def test_parse_envelope_refuses_unknown_types() -> None:
     with pytest.raises(ValueError, match="unknown event type"):
         parse_envelope({"type": "nope", "data": {}})
+
+
+def test_the_json_is_the_field_by_field_document_in_declaration_order() -> None:
+    # orjson writes the event dataclasses itself: the same document, keys in the
+    # events' field order, as the field-by-field dicts (to_dict) give.
+    for sample in one_of_each():
+        lagged = isinstance(sample, ev.StreamLagged)
+        envelope = _envelope(sample, seq=None if lagged else 3)
+        expected = json.dumps(envelope.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        assert envelope.to_json() == expected
+        assert envelope.json_bytes() == expected.encode()
+
+
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        (datetime(2026, 11, 29, 23, 2, 30, 123999, tzinfo=UTC), "2026-11-29T23:02:30.123Z"),
+        (datetime(9, 1, 2, 3, 4, 5, 0, tzinfo=UTC), "0009-01-02T03:04:05.000Z"),
+        (
+            datetime.fromisoformat("2026-11-30T01:00:00.5+02:00"),
+            "2026-11-29T23:00:00.500Z",
+        ),
+    ],
+)
+def test_timestamps_are_rfc3339_utc_with_milliseconds(moment: datetime, text: str) -> None:
+    from ocrstream.core.envelope import format_timestamp
+
+    assert format_timestamp(moment) == text
+    assert format_timestamp(moment) == moment.astimezone(UTC).isoformat(
+        timespec="milliseconds"
+    ).replace("+00:00", "Z")

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-import json
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
+import orjson
 import trio
 import trio.testing
 
@@ -169,14 +170,12 @@ async def test_one_encoding_serves_the_job_and_the_firehose(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     encodings: list[object] = []
-    encoder = envelope_module._JSON
 
-    class Counting(json.JSONEncoder):
-        def encode(self, o: object) -> str:
-            encodings.append(o)
-            return encoder.encode(o)
+    def counting(document: object) -> bytes:
+        encodings.append(document)
+        return orjson.dumps(document)
 
-    monkeypatch.setattr(envelope_module, "_JSON", Counting())
+    monkeypatch.setattr(envelope_module, "orjson", SimpleNamespace(dumps=counting))
     ring = Broadcaster(10, first_id=500)
     registry = JobRegistry(result_ttl=10, on_publish=(ring.publish,))
     handle = registry.create()

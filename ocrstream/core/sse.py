@@ -69,14 +69,15 @@ def encode_event(envelope: Envelope) -> bytes:
     """
     wire = envelope.wire
     if wire is None:
-        text = envelope.to_json()
+        data = envelope.json_bytes()
         # The JSON is compact and so has no raw line breaks; splitting anyway keeps the
         # framing correct for any text (each line becomes its own ``data:`` field).
-        if "\n" in text or "\r" in text:
-            text = "\n".join(f"data: {part}" for part in _LINE_BREAKS.split(text))
+        if b"\n" in data or b"\r" in data:
+            text = "\n".join(f"data: {part}" for part in _LINE_BREAKS.split(data.decode()))
+            data = text.encode()
         else:
-            text = "data: " + text
-        wire = f"event: {_single_line(envelope.type)}\n{text}\n\n".encode()
+            data = b"data: " + data
+        wire = b"event: %b\n%b\n\n" % (_single_line(envelope.type).encode(), data)
         # A frozen value caching what is derived from it (see Envelope.wire).
         object.__setattr__(envelope, "wire", wire)
     return wire
