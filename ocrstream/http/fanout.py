@@ -150,6 +150,8 @@ class FanOut:
         self._firehose_dirty = False
         self._poked: list[Reader] = []
         self._doorbell = trio.Event()
+        # When the loop's sleep ends without a doorbell (-inf while it is awake).
+        self._sleeps_until = -math.inf
         self._rounds = 0
         self._direct_writes = 0
         self._short_writes = 0
@@ -262,7 +264,13 @@ class FanOut:
         if self.ending:
             reader.task_turn = True  # its task sends what is waiting, then ends
             return
-        self._poke(reader)  # its history, if any, goes out in the next round
+        # What is waiting (a watcher's history, an upload's first events) goes out now,
+        # from the reader's own task (sync: a direct write, or handed to that task), not
+        # a round of the loop later. The loop is woken only if it sleeps past this
+        # reader's first keep-alive (it had no reader: every other's comes sooner).
+        self._serve(reader, reader.last_sent)
+        if self._sleeps_until > reader.last_sent + self.keepalive_interval:
+            self._doorbell.set()
 
     def _remove(self, reader: Reader) -> None:
         reader.closed = True
@@ -300,8 +308,10 @@ class FanOut:
         try:
             task_status.started()
             while True:
-                with trio.move_on_at(self._next_keepalive()):
+                self._sleeps_until = self._next_keepalive()
+                with trio.move_on_at(self._sleeps_until):
                     await self._doorbell.wait()
+                self._sleeps_until = -math.inf  # awake: it looks at every reader anew
                 self._doorbell = trio.Event()
                 await self._round()
         finally:
