@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING
 
 import coredis
 import pytest
+import trio
 
-from ocrstream.service.redis.connection import key, open_redis
+from ocrstream.service.redis.connection import describe_error, key, open_redis
+from ocrstream.service.redis.ocr import open_store
 from tests.redis_server import RedisServer, redis_server, requires_redis
 
 if TYPE_CHECKING:
@@ -49,3 +51,28 @@ def _messages(error: BaseException) -> str:
     if isinstance(error, BaseExceptionGroup):
         return " ".join(_messages(inner) for inner in error.exceptions)
     return str(error)
+
+
+async def test_tls_verifies_the_server_against_the_ca_it_is_given(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisServer(tmp_path, tls=True)
+    server.start()
+    try:
+        assert server.url.startswith("rediss://localhost:")
+        async with open_redis(server.url) as client:
+            assert await client.ping() == b"PONG"
+        # Without the private CA the certificate does not verify: refused, and the
+        # reason is in the log (coredis puts it in the error's cause).
+        untrusted = server.url.partition("?")[0]
+        with pytest.raises((coredis.exceptions.ConnectionError, ExceptionGroup)) as caught:
+            async with open_redis(untrusted) as client:
+                await client.ping()
+        assert "CERTIFICATE_VERIFY_FAILED" in describe_error(caught.value)
+        with trio.move_on_after(0.5):
+            async with open_store(untrusted):
+                raise AssertionError("connected to a server whose certificate is not trusted")
+        assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+        assert "retrying" in caplog.text
+    finally:
+        server.stop()

@@ -386,6 +386,31 @@ async def test_a_password_in_redis_url_is_used_and_never_shown(
         guarded.stop()
 
 
+async def test_two_instances_share_a_redis_over_tls(
+    start_server: StartServer, client: httpx.AsyncClient, tmp_path: Any
+) -> None:
+    # rediss:// with the private CA named in the URL (ssl_ca_certs; SSL_CERT_FILE works
+    # too): the queue, the events, the results and the firehose all go over TLS.
+    secure = RedisServer(tmp_path, password="tls-secret", tls=True)
+    secure.start()
+    try:
+        a = await _instance(start_server, secure)
+        b = await _instance(start_server, secure, ocr_workers=0)
+        raw = await _upload(client, a, [Upload(scripted_png("Over TLS 7.50"), "t.png")])
+        events = decode_stream(raw)
+        check_stream(events, ocr=True)
+        job_id = events[0]["job_id"]
+        watched = await client.get(f"{b.url}/api/ocr/{job_id}/events")
+        assert _frames(watched.content) == _frames(raw)
+        text = await client.get(f"{b.url}/api/ocr/{job_id}/files/0?format=txt")
+        assert text.text == "Over TLS 7.50"
+        # b has no workers: a page uploaded there is read by a's slot, over TLS too.
+        on_b = decode_stream(await _upload(client, b, [Upload(scripted_png("B"), "b.png")]))
+        assert on_b[-1]["type"] == "processing_complete"
+    finally:
+        secure.stop()
+
+
 async def test_instances_without_workers_have_their_pages_read_by_ocrstream_worker(
     start_server: StartServer, client: httpx.AsyncClient, redis_server: RedisServer, tmp_path: Any
 ) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import coredis
 
-__all__ = ["PREFIX", "STORE_TIMEOUT", "key", "open_redis"]
+__all__ = ["PREFIX", "STORE_TIMEOUT", "describe_error", "key", "open_redis"]
 
 #: Seconds past which a Redis that does not answer counts as unreachable.
 STORE_TIMEOUT = 2.0
@@ -39,3 +39,16 @@ def open_redis(url: str, *, blocking_slack: float = 0.0) -> coredis.Redis[bytes]
         client_name="ocrstream",
     )
     return client
+
+
+def describe_error(error: BaseException) -> str:
+    """``error`` in one line for a log: each of a group's, and the cause of each (coredis
+    says "Unable to establish a connection" and leaves the reason, a refused port or a
+    certificate that does not verify, to ``__cause__``)."""
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(describe_error(inner) for inner in error.exceptions)
+    text = f"{type(error).__name__}: {error}"
+    cause = error.__cause__
+    if cause is not None and str(cause) not in text:
+        text += f" ({describe_error(cause)})"
+    return text[:400]

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 import trio
 
 from ocrstream.core.errors import OCRError
+from ocrstream.core.redis_url import redacted
 from ocrstream.engines.worker import PageRequest
 from ocrstream.service.ocr import OCRStatistics
-from ocrstream.service.redis.connection import open_redis
+from ocrstream.service.redis.connection import describe_error, open_redis
 from ocrstream.service.redis.queue import OCRQueue, QueueDepth, file_key, is_store_error
 from ocrstream.service.redis.wire import decode_outcome, encode_error
 
@@ -366,7 +367,12 @@ async def open_store(
                 raise
             with contextlib.suppress(Exception):
                 await attempt.aclose()
-            logger.warning("Redis is unreachable; retrying in %.1f s", delay)
+            logger.warning(
+                "Redis %s is unreachable (%s); retrying in %.1f s",
+                redacted(url),
+                describe_error(error),
+                delay,
+            )
         else:
             break
         await trio.sleep(delay)

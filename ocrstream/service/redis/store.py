@@ -40,7 +40,7 @@ from ocrstream.core.events import ErrorInfo, ProcessingError
 from ocrstream.core.jobs import JobRecord
 from ocrstream.core.redis_url import redacted
 from ocrstream.core.sse import encode_event
-from ocrstream.service.redis.connection import STORE_TIMEOUT, key
+from ocrstream.service.redis.connection import STORE_TIMEOUT, describe_error, key
 from ocrstream.service.redis.events import Append, RedisEventLog, running_key
 
 if TYPE_CHECKING:
@@ -331,7 +331,7 @@ class RedisStore:
     def _store_failed(self, error: BaseException) -> None:
         self.errors += 1
         if self.ready:
-            logger.warning("the store %s failed: %s", redacted(self._url), _describe(error))
+            logger.warning("the store %s failed: %s", redacted(self._url), describe_error(error))
         self.ready = False
         if self._down_since is None:
             self._down_since = trio.current_time()
@@ -462,9 +462,3 @@ class RedisStore:
 
 def _timestamp(moment: datetime) -> str:
     return moment.isoformat()
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, BaseExceptionGroup):
-        return "; ".join(_describe(inner) for inner in error.exceptions)
-    return f"{type(error).__name__}: {error}"[:200]

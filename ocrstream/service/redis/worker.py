@@ -31,6 +31,7 @@ import trio_parallel
 from ocrstream.core.errors import OCRError
 from ocrstream.engines.base import EngineOptions
 from ocrstream.engines.worker import init, recognize_page, retire
+from ocrstream.service.redis.connection import describe_error
 from ocrstream.service.redis.ocr import open_store
 from ocrstream.service.redis.queue import CANCEL_CHANNEL, OCRQueue, Unit, is_store_error
 from ocrstream.service.redis.wire import encode_error, encode_page
@@ -328,7 +329,7 @@ class RedisWorkers:
         if not is_store_error(error):
             raise error
         self._counts.store_errors += 1
-        logger.warning("Redis: %s: %s", type(error).__name__, error)
+        logger.warning("Redis: %s", describe_error(error))
 
     def _cancelled(self, name: str) -> None:
         self._recent[name] = None
