@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 import trio
 from PIL import Image
@@ -25,9 +25,7 @@ from tests.e2e.conftest import (
 )
 from tests.images import Upload, bomb_png, make_image, multipart_body, truncated
 from tests.ordering import check_stream
-
-if TYPE_CHECKING:
-    import httpx
+from tests.sse_reading import SSEDecoder
 
 pytestmark = pytest.mark.e2e
 
@@ -86,6 +84,31 @@ async def test_the_uploaders_stream_is_written_by_the_fan_out(
     statistics = fanout.statistics()
     assert statistics.direct_writes - before >= 3
     assert statistics.readers == 0
+
+
+async def test_an_upload_over_http10_or_http2_is_sent_through_asgi(
+    server: LiveServer, client: httpx.AsyncClient
+) -> None:
+    # Not plain HTTP/1.1 chunks: the uploader's own task sends its events through ASGI
+    # (a close-delimited body on HTTP/1.0, HTTP/2 frames), the same events in order.
+    body = multipart_body([Upload(make_image("PNG"), "a.png", "image/png")], BOUNDARY)
+    fanout = server.app.state.fanout
+    before = fanout.statistics().direct_writes
+    http10 = head(len(body)).replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    raw = await read_to_close(await raw_request(server.port, http10, body))
+    response_head, _, stream = raw.partition(b"\r\n\r\n")
+    assert response_head.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding" not in response_head.lower()
+    check_stream([json.loads(message.data) for message in SSEDecoder().feed(stream)])
+    async with httpx.AsyncClient(http1=False, http2=True, timeout=30) as h2:
+        response = await h2.post(
+            f"{server.url}/api/ocr", content=body, headers={"Content-Type": MULTIPART}
+        )
+    assert response.http_version == "HTTP/2"
+    assert response.status_code == 200
+    check_stream([json.loads(message.data) for message in SSEDecoder().feed(response.content)])
+    assert fanout.statistics().direct_writes == before
+    await server.wait_idle()
 
 
 async def test_every_validation_code_in_one_request(
