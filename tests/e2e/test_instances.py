@@ -179,6 +179,56 @@ async def test_the_firehose_of_every_instance_has_every_job_under_one_numbering(
     assert jobs == {job_a[0]["job_id"], job_b[0]["job_id"]}
 
 
+async def test_an_instance_puts_its_own_events_into_its_firehose_without_the_tail(
+    start_server: StartServer,
+    client: httpx.AsyncClient,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Its own firehose readers get its events straight after the append, not after the
+    # trip back through Redis: with its tail of the shared firehose seeing nothing, they
+    # still arrive, numbered as in Redis.
+    a = await _instance(start_server, redis_server)
+    store = a.app.state.store
+    assert store is not None
+    # A first job, with the tail at work: the firehose's numbering starts (its first id
+    # is seeded from the clock, so only the tail can bring the very first event).
+    first = decode_stream(await _upload(client, a, [Upload(scripted_png("one"), "1.png")]))
+    ring = a.app.state.broadcaster
+    await wait_until(lambda: ring.next_id - ring.first_id >= len(first), what="the tail")
+    stalled = trio.Event()
+
+    async def stalled_tail(*args: object, **kwargs: object) -> list[object]:
+        stalled.set()
+        await trio.sleep(0.5)
+        return []  # a tail that sees nothing (as if far behind), but answers
+
+    monkeypatch.setattr(store.log, "firehose_after", stalled_tail)
+    with trio.fail_after(10):
+        await stalled.wait()
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    seen: list[str | None] = []
+    async with trio.open_nursery() as nursery:
+
+        async def follow() -> None:
+            decoder = SSEDecoder()
+            async with client.stream("GET", f"{a.url}/api/events", headers=admin) as stream:
+                async for chunk in stream.aiter_raw():
+                    seen.extend(message.id for message in decoder.feed(chunk))
+
+        nursery.start_soon(follow)
+        await wait_until(lambda: a.app.state.open_streams == 1)
+        before = store.firehose_direct
+        events = decode_stream(await _upload(client, a, [Upload(scripted_png("own"), "o.png")]))
+        await wait_until(lambda: len(seen) == len(events), timeout=10)
+        nursery.cancel_scope.cancel()
+    assert store.firehose_direct - before == len(events)
+    ids = [int(frame_id) for frame_id in seen if frame_id is not None]
+    assert ids == list(range(ids[0], ids[0] + len(events)))
+    newest = await store.client.xrevrange("ocrstream:firehose", count=1)
+    assert newest[0].identifier == f"{ids[-1]}-0".encode()
+
+
 async def test_finished_jobs_outlive_their_instance_then_expire_from_redis(
     start_server: StartServer, client: httpx.AsyncClient, redis_server: RedisServer
 ) -> None:

@@ -143,6 +143,12 @@ class RedisStore:
         self._healthy_since: float | None = None
         self.errors = 0
         self.instances_lost = 0
+        #: This instance's events put into its firehose ring straight after their
+        #: append (the rest come back from Redis through the tail).
+        self.firehose_direct = 0
+        # The shared firehose id the local ring takes next; None until the tail has
+        # read the shared firehose once.
+        self._ring_next: int | None = None
 
     # The owner's side -------------------------------------------------------------
 
@@ -163,13 +169,14 @@ class RedisStore:
             # which Redis takes once (entry ids are the seqs).
             batch = list(islice(pending.queue, REPLICATION_BATCH))
             try:
-                await self._append(batch)
+                ring_ids = await self._append(batch)
             except Exception as error:
                 self._store_failed(error)
                 await trio.sleep(0.2)
                 continue
             for _ in batch:
                 pending.queue.popleft()
+            self._ring_directly(batch, ring_ids)
             for envelope in batch:
                 assert envelope.job_id is not None
                 if envelope.is_terminal:
@@ -194,7 +201,24 @@ class RedisStore:
                     return
                 await self._appended.wait()
 
-    async def _append(self, batch: list[Envelope]) -> None:
+    def _ring_directly(self, batch: list[Envelope], ring_ids: list[int]) -> None:
+        """Put this instance's just-appended events into its own firehose ring now, as
+        long as each is the ring's next id (nothing of another instance's came between):
+        its own firehose readers then get them without the trip back through the tail.
+        The first that is not (or a retry's 0) stops this: the tail brings the rest, in
+        order, and skips what is already in the ring."""
+        published = False
+        for envelope, ring_id in zip(batch, ring_ids, strict=True):
+            if self._ring_next is None or ring_id != self._ring_next:
+                break
+            self._broadcaster.publish_frame(ring_id, encode_event(envelope))
+            self._ring_next = ring_id + 1
+            self.firehose_direct += 1
+            published = True
+        if published:
+            self._changed(None)
+
+    async def _append(self, batch: list[Envelope]) -> list[int]:
         appends = []
         for envelope in batch:
             assert envelope.job_id is not None
@@ -212,7 +236,7 @@ class RedisStore:
                 )
             )
         with trio.fail_after(STORE_TIMEOUT):
-            await self.log.append_many(appends)
+            return await self.log.append_many(appends)
 
     # Any instance's side ----------------------------------------------------------
 
@@ -248,9 +272,12 @@ class RedisStore:
                 handle.publish_remote(frame_envelope(frame), frame)
 
     def _offer(self, entry: FirehoseEntry) -> None:
-        """One firehose entry for the local ring and, if it mirrors the job, its mirror."""
-        self._broadcaster.publish_frame(entry.ring_id, entry.frame)
-        self._changed(None)
+        """One firehose entry for the local ring (unless this instance put it there
+        already, see _ring_directly) and, if it mirrors the job, its mirror."""
+        if self._ring_next is None or entry.ring_id >= self._ring_next:
+            self._broadcaster.publish_frame(entry.ring_id, entry.frame)
+            self._ring_next = entry.ring_id + 1
+            self._changed(None)
         handle = self._mirrors.get(entry.job_id)
         if handle is None or handle.record.finished:
             return
@@ -288,6 +315,8 @@ class RedisStore:
             for entry in entries:
                 self._offer(entry)
                 last = entry.ring_id
+            if self._ring_next is None and last is not None:
+                self._ring_next = last + 1  # an empty firehose: its next id
             for job_id in list(self._filling):
                 self._filling.discard(job_id)
                 try:
