@@ -25,6 +25,7 @@ from ocrstream.core.errors import OCR_ERROR_CODES, VALIDATION_ERROR_CODES, Reque
 from ocrstream.core.jobs import JobRecord
 from ocrstream.core.openapi import event_classes
 from ocrstream.http.docs import DOCS_CSP, docs_html, openapi_document
+from tests.apps import serving
 from tests.images import Upload, make_image, multipart_body
 from tests.samples import one_of_each
 from tests.sse_reading import SSEDecoder
@@ -211,7 +212,11 @@ def _problem_schema(document: dict[str, Any], path: str, method: str, status: in
 async def test_a_real_upload_its_snapshot_and_refusals_match_the_document() -> None:
     settings = _settings()
     document = json.loads(json.dumps(openapi_document(settings)))
-    client = create_app(settings).test_client()
+    async with serving(create_app(settings)) as client:
+        await _upload_and_refusals_match(document, client)
+
+
+async def _upload_and_refusals_match(document: dict[str, Any], client: Any) -> None:
     body = multipart_body(
         [Upload(make_image("PNG"), "a.png", "image/png"), Upload(b"nope", "b.txt", "text/plain")],
         BOUNDARY,
