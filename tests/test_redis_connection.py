@@ -76,3 +76,22 @@ async def test_tls_verifies_the_server_against_the_ca_it_is_given(
         assert "retrying" in caplog.text
     finally:
         server.stop()
+
+
+async def test_open_store_cancelled_mid_attempt_closes_what_it_opened(tmp_path: Path) -> None:
+    # Stopping an instance while Redis is unreachable cancels open_store inside an
+    # attempt (here a TLS handshake that will not verify, retried with backoff): the
+    # half-open client's task group is closed, nothing is left running (it corrupted
+    # the task's nursery stack before, seen in a test).
+    server = RedisServer(tmp_path, tls=True)
+    server.start()
+    try:
+        untrusted = server.url.partition("?")[0]
+        for deadline in range(1, 40, 3):
+            with trio.move_on_after(deadline / 1000):
+                async with open_store(untrusted):
+                    raise AssertionError("connected to an untrusted server")
+        async with trio.open_nursery() as nursery:  # the task's nursery stack is sound
+            nursery.start_soon(trio.sleep, 0)
+    finally:
+        server.stop()

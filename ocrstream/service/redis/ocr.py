@@ -362,11 +362,13 @@ async def open_store(
                 open_redis(url, blocking_slack=blocking_slack)
             )
             await client.ping()
-        except Exception as error:
-            if not is_store_error(error):
-                raise
+        except BaseException as error:
+            # Close what the attempt opened (coredis's task group) whatever ended it, a
+            # cancellation too: left open, its nursery would corrupt this task's.
             with contextlib.suppress(Exception):
-                await attempt.aclose()
+                await attempt.__aexit__(type(error), error, error.__traceback__)
+            if not (isinstance(error, Exception) and is_store_error(error)):
+                raise
             logger.warning(
                 "Redis %s is unreachable (%s); retrying in %.1f s",
                 redacted(url),
