@@ -239,6 +239,28 @@ async def test_a_reader_that_stops_reading_is_dropped(
     await stalled.aclose()
 
 
+async def test_an_uploader_that_stops_reading_its_stream_is_dropped_and_its_job_ends(
+    start_server: StartServer,
+) -> None:
+    # The uploader's stream is the fan-out's too: a full socket goes to its own task,
+    # which gives up after STALLED_READER_TIMEOUT and ends the request as a disconnect.
+    server = await start_server(stalled_reader_timeout=1, max_files=400, max_parts=401)
+    tiny = make_image("PNG", (1, 1))
+    body = multipart_body([Upload(tiny, f"{i}.png") for i in range(400)], BOUNDARY)
+    sock = trio.socket.socket()
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", server.port))
+    uploader = trio.SocketStream(sock)
+    await uploader.send_all(head(len(body)) + body)  # and never reads a byte
+    await server.wait_streams(1)
+    started = trio.current_time()
+    await server.wait_idle(timeout=30)
+    assert trio.current_time() - started < 30
+    assert server.app.state.fanout.statistics().short_writes >= 1
+    assert server.app.state.registry.statistics().running_jobs == 0
+    await uploader.aclose()
+
+
 async def test_a_stalled_watcher_does_not_slow_the_job(
     start_server: StartServer, client: httpx.AsyncClient
 ) -> None:
