@@ -132,10 +132,11 @@ async def test_a_one_file_job_is_taken_right_after_the_first_page_of_a_long_one(
         queue = OCRQueue(client, lease=5, attempts=2)
         for index in range(20):
             await queue.enqueue(
-                uid=f"big{index}", job_id="big", owner="i1", file="f", request=PageRequest()
-            )
+                uid=f"big{index}", job_id="big", owner="i1", file="f", request=PageRequest(),
+                data=b"bytes" if index == 0 else None,
+            )  # fmt: skip
         await queue.enqueue(
-            uid="small0", job_id="small", owner="i1", file="f", request=PageRequest()
+            uid="small0", job_id="small", owner="i1", file="g", request=PageRequest(), data=b"g"
         )
         assert (await queue.depth()).queued == 21
         taken = [unit.uid for unit in [await queue.take("w/0") for _ in range(4)] if unit]
@@ -154,7 +155,9 @@ async def test_an_expired_lease_goes_back_to_the_front_then_fails_after_its_atte
     async with open_redis(redis_server.url) as client:
         queue = OCRQueue(client, lease=0.05, attempts=2)
         for uid in ("a", "b"):
-            await queue.enqueue(uid=uid, job_id="j", owner="i1", file="f", request=PageRequest())
+            await queue.enqueue(
+                uid=uid, job_id="j", owner="i1", file="f", request=PageRequest(), data=b"f"
+            )
         first = await queue.take("w/0")
         assert first is not None
         assert (first.uid, first.attempt) == ("a", 1)
@@ -196,8 +199,7 @@ async def test_an_owner_keeps_its_waiting_units_alive_and_learns_of_lost_ones(
         unit = await queue.take("w/0")
         assert unit is not None
         assert (unit.uid, unit.data) == ("a", b"bytes")
-        assert await queue.abandon(["a"]) == 1
-        await queue.delete_files(["ocrstream:file:j:0"])
+        assert await queue.abandon(["a"]) == 1  # its file's last unit: the bytes go too
         assert await _leftovers(client) == []
 
 

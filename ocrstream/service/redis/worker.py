@@ -2,10 +2,12 @@
 
 Each slot takes the next unit (fair by job), fetches its file's bytes (the last file is
 kept per slot: a PDF's pages come one after another), recognises the page in a
-trio-parallel worker process (the engine loaded once per process, killed on cancel), renews
-its lease every OCR_LEASE/3 and completes the unit with the page or the error. One task
-per process listens to the ``cancel`` channel and kills the unit of a cancelled page or
-job at once; a renewal that finds the unit gone does the same, should a message be missed.
+trio-parallel worker process (the engine loaded once per process, killed on cancel) and
+completes the unit with the page or the error, taking the next unit in the same round trip
+(a busy slot makes one per unit). One task per process renews, in one round trip, the
+leases of the units held for OCR_LEASE/3 (a short unit is never renewed). One task per
+process listens to the ``cancel`` channel and kills the unit of a cancelled page or job at
+once; a renewal that finds the unit gone does the same, should a message be missed.
 Redis unreachable: every loop backs off and retries; nothing crashes, nothing spins.
 
 ``ocrstream worker`` runs these slots; so does ``ocrstream serve`` with REDIS_URL set and
@@ -82,6 +84,8 @@ class _Counts:
 @dataclass(slots=True)
 class _Held:
     unit: Unit
+    slot: str
+    renewed: float  # when its lease was last taken or renewed (trio time)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
@@ -176,6 +180,7 @@ class RedisWorkers:
         async with trio.open_nursery() as nursery:
             await nursery.start(self._listen)
             nursery.start_soon(self._upkeep)
+            nursery.start_soon(self._renew)
             with self._slots_scope:
                 async with trio.open_nursery() as slots:
                     for slot in self.slots:
@@ -203,21 +208,46 @@ class RedisWorkers:
     async def _slot(self, slot: str) -> None:
         backoff = _Backoff()
         cached: tuple[str, bytes] | None = None
-        while self._taking:
+        # A unit recognised whose outcome is not handed over yet, and until when to try.
+        finished: tuple[Unit, bytes, float] | None = None
+        while self._taking or finished is not None:
+            holding = cached[0] if cached else None
             try:
                 # Shielded: a take Redis carried out must reach us, or the unit would
                 # sit leased to nobody until its lease ran out.
                 with trio.CancelScope(shield=True):
-                    unit = await self.queue.take(slot, holding=cached[0] if cached else None)
+                    if finished is None:
+                        unit = await self.queue.take(slot, holding=holding)
+                    else:
+                        done, result, _ = finished
+                        delivered, unit = await self.queue.complete_and_take(
+                            done, slot, result, take=self._taking, holding=holding
+                        )
+                        finished = None
+                        self._count(delivered, result)
             except Exception as error:
                 self._store_error(error)
+                if finished is not None and trio.current_time() >= finished[2]:
+                    finished = None  # past a lease: the unit is another worker's, or failed
                 await backoff.wait()
                 continue
             backoff.reset()
             if unit is None:
-                await self._wait_for_work(backoff)
+                if self._taking:
+                    await self._wait_for_work(backoff)
                 continue
-            cached = await self._work(unit, slot, cached)
+            cached, outcome = await self._work(unit, slot, cached)
+            if outcome is not None:
+                # Up to a lease's time to hand it over while Redis does not answer.
+                finished = (unit, outcome, trio.current_time() + max(self.queue.lease, 1.0))
+
+    def _count(self, delivered: bool, outcome: bytes) -> None:
+        if not delivered:
+            return
+        if b'"error"' in outcome[:10]:
+            self._counts.failed += 1
+        else:
+            self._counts.done += 1
 
     async def _wait_for_work(self, backoff: _Backoff) -> None:
         with trio.CancelScope() as scope:
@@ -233,11 +263,12 @@ class RedisWorkers:
 
     async def _work(
         self, unit: Unit, slot: str, cached: tuple[str, bytes] | None
-    ) -> tuple[str, bytes] | None:
-        """Recognise ``unit`` and complete it; returns the file kept for the next unit."""
+    ) -> tuple[tuple[str, bytes] | None, bytes | None]:
+        """Recognise ``unit``; returns the file kept for the next unit and the outcome
+        to hand over (None: the unit was cancelled)."""
         if cached is None or cached[0] != unit.file_key:
             cached = None if unit.data is None else (unit.file_key, unit.data)
-        held = _Held(unit)
+        held = _Held(unit, slot, trio.current_time())
         self._held[unit.uid] = held
         if unit.uid in self._recent or f"j:{unit.job_id}" in self._recent:
             held.scope.cancel()  # cancelled before we knew we held it
@@ -249,10 +280,7 @@ class RedisWorkers:
                         OCRError("ocr_failed", "the file's bytes are no longer in the store")
                     )
                 else:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._renew, held, slot)
-                        outcome = await self._recognize(cached[1], unit.request)
-                        nursery.cancel_scope.cancel()
+                    outcome = await self._recognize(cached[1], unit.request)
             finished = True
         finally:
             del self._held[unit.uid]
@@ -260,9 +288,8 @@ class RedisWorkers:
                 await self._release(unit, slot)  # stopping: hand it back
         if held.scope.cancelled_caught:
             self._counts.cancelled += 1
-            return cached
-        await self._complete(unit, slot, outcome)
-        return cached
+            return cached, None
+        return cached, outcome
 
     async def _release(self, unit: Unit, slot: str) -> None:
         # Stopping mid-unit: hand it back so another worker takes it at once rather than
@@ -273,34 +300,27 @@ class RedisWorkers:
             except Exception as error:
                 self._store_error(error)
 
-    async def _complete(self, unit: Unit, slot: str, outcome: bytes) -> None:
-        backoff = _Backoff()
-        # Up to a lease's time: past it the unit is another worker's, or failed.
-        with trio.move_on_after(max(self.queue.lease, 1.0)):
-            while True:
-                try:
-                    delivered = await self.queue.complete(unit, slot, outcome)
-                    break
-                except Exception as error:
-                    self._store_error(error)
-                await backoff.wait()
-            if not delivered:
-                return
-            if b'"error"' in outcome[:10]:
-                self._counts.failed += 1
-            else:
-                self._counts.done += 1
-
-    async def _renew(self, held: _Held, slot: str) -> NoReturn:
+    async def _renew(self) -> NoReturn:
+        """Renew, in one round trip, the leases of the units held for OCR_LEASE/3 since
+        they were taken or last renewed (a short unit is never renewed); a unit that is
+        not ours any more (cancelled, taken over) is killed at once."""
+        period = self.queue.lease / 3
         while True:
-            await trio.sleep(self.queue.lease / 3)
+            await trio.sleep(period / 2)
+            now = trio.current_time()
+            due = [held for held in self._held.values() if now - held.renewed >= period]
+            if not due:
+                continue
             try:
-                still_ours = await self.queue.renew(held.unit, slot)
+                still_ours = await self.queue.renew_many([(held.unit, held.slot) for held in due])
             except Exception as error:
                 self._store_error(error)
                 continue
-            if not still_ours:
-                held.scope.cancel()  # cancelled, or taken over: stop at once
+            for held, ours in zip(due, still_ours, strict=True):
+                if ours:
+                    held.renewed = now
+                else:
+                    held.scope.cancel()
 
     async def _recognize(self, data: bytes, request: PageRequest) -> bytes:
         with trio.move_on_after(self._timeout):
