@@ -12,9 +12,10 @@ Keys (under the prefix), see :mod:`ocrstream.service.redis.queue`:
     queue:units:{job}    set of the job's live unit ids (queued or leased), for cancel_job
     queue:files:{job}    hash: file key -> how many live units of the job read that file
     file:{job}:{index}   a file's bytes, deleted with the last live unit that reads it
-    unit:{uid}           hash: job, owner, file, req, tries, attempt, worker
+    unit:{uid}           hash: job, owner, file, req, tries, attempt, worker (lease holder)
     queue:leases         zset: leased uid -> lease deadline (ms)
-    queue:wake           list of wake-up tokens, about one per queued unit (BLPOP by idle takers)
+    queue:wake           list of wake-up tokens, about one per queued unit (BLPOP by idle
+                         takers; a unit taken uses one up, a take that finds none clears them)
     queue:workers        zset: worker slot -> heartbeat deadline (ms), for capacity
     results:{owner}      stream of outcomes for the instance ``owner`` (uid, outcome)
     cancel               pub/sub channel: ``u:{uid}`` or ``j:{job}``
@@ -26,9 +27,9 @@ __all__ = [
     "ABANDON",
     "CANCEL_JOB",
     "COMPLETE",
-    "COMPLETE_TAKE",
     "DEPTH",
     "ENQUEUE",
+    "EXCHANGE",
     "HEARTBEAT",
     "REAP",
     "RELEASE",
@@ -130,11 +131,12 @@ return statuses
 
 # The head job of ``queue:ready`` gives its first unit and goes to the tail if it has
 # more: round robin by job, page order within a job. The unit leased to ``worker`` comes
-# as {uid, job, owner, file, req, attempt, file bytes} (the bytes nil when the slot holds
-# that file already, or it is gone); false when nothing is queued. A unit taken uses up
-# one wake-up token (nobody else need wake for it); none queued, there are none left.
+# as {uid, job, owner, file, req, attempt, file bytes} (the bytes nil when the worker holds
+# that file already, ``held`` naming it, or it is gone); false when nothing is queued. A
+# unit taken uses up one wake-up token (nobody else need wake for it); none queued, there
+# are none left.
 _TAKE = """
-local function take(p, worker, lease, holding)
+local function take(p, worker, lease, held)
   local ready = p .. 'queue:ready'
   for _ = 1, 100 do
     local job = redis.call('LPOP', ready)
@@ -154,7 +156,7 @@ local function take(p, worker, lease, holding)
         redis.call('ZADD', p .. 'queue:leases', now + tonumber(lease), uid)
         local f = redis.call('HMGET', unit, 'job', 'owner', 'file', 'req')
         local data = false
-        if f[3] ~= holding then data = redis.call('GET', f[3]) end
+        if not held[f[3]] then data = redis.call('GET', f[3]) end
         return {uid, f[1], f[2], f[3], f[4], attempt, data}
       end
     end
@@ -186,7 +188,7 @@ end
 
 #: ARGV: prefix, worker slot, lease ms, the file key the slot holds (or ''). Returns
 #: {uid, job, owner, file, req, attempt, file bytes} or nil (see ``_TAKE``).
-TAKE = _NOW + _TAKE + "return take(unpack(ARGV, 1, 4))"
+TAKE = _NOW + _TAKE + "return take(ARGV[1], ARGV[2], ARGV[3], {[ARGV[4]] = true})"
 
 #: ARGV: prefix, lease ms, then three per unit: uid, worker slot, attempt. Returns per
 #: unit 1: renewed; 0: no longer this holder's (cancelled, taken over or gone).
@@ -214,21 +216,59 @@ return renewed
 #: 1: delivered to the owner's results stream; 0: not this holder's any more (dropped).
 COMPLETE = _COMPLETE + "return complete(unpack(ARGV, 1, 7))"
 
-#: ARGV: as COMPLETE's, then lease ms (0: take nothing) and the file key the slot holds
-#: (or ''). One round trip for a busy slot: completes its unit, then takes the next as
-#: TAKE does. Returns {delivered (1/0)} followed by TAKE's fields when a unit was taken.
-COMPLETE_TAKE = (
+# A unit its holder hands back (stopping, or it waited too long in a worker's hands) goes
+# to the front of its job's queue, and this try does not count. 1 if it was held.
+_HAND_BACK = """
+local function hand_back(p, uid, worker, attempt)
+  local unit = p .. 'unit:' .. uid
+  local f = redis.call('HMGET', unit, 'worker', 'attempt', 'job')
+  if f[1] ~= worker or f[2] ~= attempt then return 0 end
+  if redis.call('ZREM', p .. 'queue:leases', uid) == 0 then return 0 end
+  redis.call('HINCRBY', unit, 'attempt', -1)
+  to_front(p, unit, uid, f[3])
+  return 1
+end
+"""
+
+#: A worker process's one round trip: ARGV: prefix, worker, lease ms, stream max length,
+#: stream ttl ms, then
+#:   n, and n triples uid, attempt, outcome: units to complete (as COMPLETE);
+#:   m, and m pairs uid, attempt: units to hand back (as RELEASE; they keep their order);
+#:   k, units to take (as TAKE), and h, and h file keys whose bytes the worker holds.
+#: Returns {{1/0 per unit completed: delivered}, then per unit taken {uid, job, owner,
+#: file, req, attempt, file bytes}}; a file's bytes come with the first unit of the
+#: call that reads it (and not at all when held).
+EXCHANGE = (
     _NOW
+    + _TO_FRONT
+    + _HAND_BACK
     + _TAKE
     + _COMPLETE
     + """
-local p = ARGV[1]
-local reply = {complete(unpack(ARGV, 1, 7))}
-if tonumber(ARGV[8]) > 0 then
-  local unit = take(p, ARGV[3], ARGV[8], ARGV[9])
-  if unit then
-    for i = 1, 7 do reply[i + 1] = unit[i] end
-  end
+local p, worker, lease = ARGV[1], ARGV[2], ARGV[3]
+local at = 6
+local delivered = {}
+for _ = 1, tonumber(ARGV[at]) do
+  delivered[#delivered + 1] = complete(
+    p, ARGV[at + 1], worker, ARGV[at + 2], ARGV[at + 3], ARGV[4], ARGV[5])
+  at = at + 3
+end
+at = at + 1
+local back = tonumber(ARGV[at])
+for j = back, 1, -1 do
+  hand_back(p, ARGV[at + 2 * j - 1], worker, ARGV[at + 2 * j])
+end
+at = at + 2 * back + 1
+local wanted, held = tonumber(ARGV[at]), {}
+for j = at + 2, at + 1 + tonumber(ARGV[at + 1]) do
+  held[ARGV[j]] = true
+end
+local reply = {delivered}
+for _ = 1, wanted do
+  local unit = take(p, worker, lease, held)
+  if not unit then break end
+  held[unit[4]] = true
+  reply[#reply + 1] = unit
 end
 return reply
 """
@@ -355,16 +395,4 @@ return #ARGV - 2
 
 #: ARGV: prefix, uid, worker slot, attempt. Hands a held unit back (a worker stopping):
 #: it goes to the front of its job's queue and this try does not count. 1 if it was held.
-RELEASE = (
-    _TO_FRONT
-    + """
-local p, uid = ARGV[1], ARGV[2]
-local unit = p .. 'unit:' .. uid
-local f = redis.call('HMGET', unit, 'worker', 'attempt', 'job')
-if f[1] ~= ARGV[3] or f[2] ~= ARGV[4] then return 0 end
-if redis.call('ZREM', p .. 'queue:leases', uid) == 0 then return 0 end
-redis.call('HINCRBY', unit, 'attempt', -1)
-to_front(p, unit, uid, f[3])
-return 1
-"""
-)
+RELEASE = _TO_FRONT + _HAND_BACK + "return hand_back(ARGV[1], ARGV[2], ARGV[3], ARGV[4])"

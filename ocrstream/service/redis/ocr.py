@@ -67,6 +67,12 @@ NO_WORKER_PATIENCE = 5.0
 STORE_PATIENCE_MARGIN = 5.0
 #: Seconds a results read blocks in Redis before it looks again.
 _READ_BLOCK = 1.0
+#: Seconds the results reader lets outcomes gather after a read, while more are due
+#: (a round trip per outcome would cap the rate; this is the latency it may add).
+_READ_GATHER = 0.005
+#: Results handed over are deleted from the stream in batches (see ``_read_results``).
+_FORGET_EVERY = 100
+_FORGET_AFTER = 0.1
 #: Seconds between renewals of this instance's pending units and files.
 _REFRESH_INTERVAL = 5.0
 #: Backoff bounds (seconds) while Redis does not answer.
@@ -351,12 +357,23 @@ class RedisOCR:
 
     async def _read_results(self) -> NoReturn:
         after = b"0-0"
-        handed_over: list[Result] = []  # deleted from the stream with the next read
+        # Handed over, deleted from the stream with a later read: every _FORGET_EVERY
+        # entries, or _FORGET_AFTER seconds after the first (a few at a time would cost
+        # a round trip's work each).
+        handed_over: list[Result] = []
+        since = 0.0
         delay = _BACKOFF[0]
         while True:
+            now = trio.current_time()
+            due = len(handed_over) >= _FORGET_EVERY or (
+                bool(handed_over) and now - since >= _FORGET_AFTER
+            )
             try:
                 results = await self._queue.read_results(
-                    self.instance_id, after, block=_READ_BLOCK, forget=handed_over
+                    self.instance_id,
+                    after,
+                    block=_READ_BLOCK,
+                    forget=handed_over if due else (),
                 )
             except Exception as error:
                 if not is_store_error(error):
@@ -365,12 +382,21 @@ class RedisOCR:
                 delay = min(delay * 2, _BACKOFF[1])
                 continue
             delay = _BACKOFF[0]
+            if due:
+                handed_over = []  # what is left at the end expires with the stream
+            if not results:
+                continue
             for result in results:
                 after = result.entry_id
                 waiter = self._waiters.get(result.uid)
                 if waiter is not None:
                     self._resolve(waiter, result.outcome)
-            handed_over = results  # what is left at the end expires with the stream
+            if not handed_over:
+                since = now
+            handed_over += results
+            if len(self._waiters) > len(results):
+                # More outcomes are on their way: let a few gather, read them at once.
+                await trio.sleep(_READ_GATHER)
 
     async def _keep(self) -> NoReturn:
         tick = min(1.0, self._queue.lease / 4)

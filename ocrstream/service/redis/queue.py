@@ -1,11 +1,13 @@
 """The OCR queue in Redis, shared by the submitting instances and the workers.
 
 The unit of work is one page of one file (a *unit*, id ``uid``). The submitting side
-enqueues one unit per page, the file's first also storing its bytes (``file:{job}:{index}``);
-any worker slot anywhere :meth:`~OCRQueue.take`\\ s the next unit (round robin by job,
-page order within a job), holds it under a lease it renews, and
-:meth:`~OCRQueue.complete`\\ s it with the outcome, which goes to the owner's results
-stream. Any process may :meth:`~OCRQueue.reap`: a lease that ran out sends its unit back
+queues units (:meth:`~OCRQueue.enqueue_many`: several in one step, in order), the first
+of a file also storing the file's bytes (``file:{job}:{index}``); Redis counts each file's
+live units and deletes its bytes with the last (done, failed, dropped). A worker process
+anywhere takes the next units in turn (round robin by job, page order within a job),
+holds them under a lease it renews, and completes them with their outcomes, which go to
+their owners' results streams; :meth:`~OCRQueue.exchange` does all three for a worker in
+one step. Any process may :meth:`~OCRQueue.reap`: a lease that ran out sends its unit back
 to the front of its job's queue while tries remain (OCR_ATTEMPTS), else the owner is told
 the worker was lost. Each operation is one Lua script (:mod:`~ocrstream.service.redis.lua`),
 so it is atomic however many processes race.
@@ -42,6 +44,7 @@ __all__ = [
     "RESULTS_MAXLEN",
     "RESULTS_TTL",
     "UNIT_TTL",
+    "Exchanged",
     "NewUnit",
     "OCRQueue",
     "QueueDepth",
@@ -135,6 +138,15 @@ class Unit:
     data: bytes | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exchanged:
+    """What one :meth:`OCRQueue.exchange` did: per unit completed, whether its outcome
+    was delivered; the units taken."""
+
+    delivered: list[bool]
+    taken: list[Unit]
+
+
 @dataclass(frozen=True, slots=True)
 class Reaped:
     """What one :meth:`OCRQueue.reap` did."""
@@ -200,7 +212,7 @@ class OCRQueue:
         self._take = client.register_script(lua.TAKE)
         self._renew = client.register_script(lua.RENEW)
         self._complete = client.register_script(lua.COMPLETE)
-        self._complete_take = client.register_script(lua.COMPLETE_TAKE)
+        self._exchange = client.register_script(lua.EXCHANGE)
         self._reap = client.register_script(lua.REAP)
         self._abandon = client.register_script(lua.ABANDON)
         self._cancel_job = client.register_script(lua.CANCEL_JOB)
@@ -359,27 +371,42 @@ class OCRQueue:
         reply: object = await self._take(args=[PREFIX, worker, self._lease_ms, holding or ""])
         return _unit(reply) if reply else None
 
-    async def complete_and_take(
-        self, unit: Unit, worker: str, outcome: bytes, *, take: bool, holding: str | None = None
-    ) -> tuple[bool, Unit | None]:
-        """:meth:`complete` ``unit``, then (``take``) :meth:`take` the next, in one step:
-        a busy slot's one round trip per unit.
+    async def exchange(
+        self,
+        worker: str,
+        *,
+        complete: Sequence[tuple[Unit, bytes]] = (),
+        release: Sequence[Unit] = (),
+        take: int = 0,
+        holding: Iterable[str] = (),
+    ) -> Exchanged:
+        """A worker's round trip: :meth:`complete` units with their outcomes,
+        :meth:`release` others (they keep their order), then :meth:`take` up to ``take``
+        units, all leased to ``worker``, in one step.
 
-        Returns:
-            whether the outcome was delivered (as :meth:`complete`), and the unit now
-            leased to ``worker`` (None: none queued, or ``take`` was False).
+        Args:
+            holding: file keys whose bytes the worker keeps; a file's bytes come with the
+                first unit taken that reads it, unless held.
         """
-        reply = cast(
-            "list[bytes | int | None]",
-            await self._complete_take(
-                args=[
-                    *self._completion(unit, worker, outcome),
-                    self._lease_ms if take else 0,
-                    holding or "",
-                ]
-            ),
+        args: list[str | int | bytes] = [
+            PREFIX,
+            worker,
+            self._lease_ms,
+            RESULTS_MAXLEN,
+            round(RESULTS_TTL * 1000),
+            len(complete),
+        ]
+        for unit, outcome in complete:
+            args += [unit.uid, unit.attempt, outcome]
+        args.append(len(release))
+        for unit in release:
+            args += [unit.uid, unit.attempt]
+        held = list(holding)
+        args += [take, len(held), *held]
+        reply = cast("list[list[int] | list[bytes | int | None]]", await self._exchange(args=args))
+        return Exchanged(
+            delivered=[bool(ok) for ok in reply[0]], taken=[_unit(unit) for unit in reply[1:]]
         )
-        return bool(reply[0]), _unit(reply[1:]) if len(reply) > 1 else None
 
     async def renew(self, unit: Unit, worker: str) -> bool:
         """Extend ``worker``'s lease of ``unit``.
