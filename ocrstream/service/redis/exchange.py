@@ -242,7 +242,12 @@ class Exchange:
                 try:
                     await self._exchange(list(self._finished), stale, want)
                 except Exception as error:
-                    self._ahead.extendleft(reversed(stale))  # still ours: look again
+                    if self._slots_done:
+                        # Stopped: they go back when their leases run out.
+                        for held in stale:
+                            del self._held[held.unit.uid]
+                    else:
+                        self._ahead.extendleft(reversed(stale))  # still ours: look again
                     self._store_error(error)
                     now = trio.current_time()
                     # Past a lease: the unit is another worker's, or failed.
