@@ -15,7 +15,7 @@ from ocrstream.core.errors import OCRError
 from ocrstream.engines.worker import PageRequest
 from ocrstream.service.redis.connection import open_redis
 from ocrstream.service.redis.ocr import RedisOCR, run_redis_ocr
-from ocrstream.service.redis.queue import LOST_MESSAGE, OCRQueue, file_key
+from ocrstream.service.redis.queue import LOST_MESSAGE, NewUnit, OCRQueue, Unit, file_key
 from ocrstream.service.redis.wire import (
     decode_outcome,
     encode_error,
@@ -31,7 +31,7 @@ from tests.redis_server import RedisServer, redis_server, requires_redis
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
+    from collections.abc import AsyncGenerator, Sequence
 
     import coredis
 
@@ -132,10 +132,11 @@ async def test_a_one_file_job_is_taken_right_after_the_first_page_of_a_long_one(
         queue = OCRQueue(client, lease=5, attempts=2)
         for index in range(20):
             await queue.enqueue(
-                uid=f"big{index}", job_id="big", owner="i1", file="f", request=PageRequest()
-            )
+                uid=f"big{index}", job_id="big", owner="i1", file="f", request=PageRequest(),
+                data=b"bytes" if index == 0 else None,
+            )  # fmt: skip
         await queue.enqueue(
-            uid="small0", job_id="small", owner="i1", file="f", request=PageRequest()
+            uid="small0", job_id="small", owner="i1", file="g", request=PageRequest(), data=b"g"
         )
         assert (await queue.depth()).queued == 21
         taken = [unit.uid for unit in [await queue.take("w/0") for _ in range(4)] if unit]
@@ -154,7 +155,9 @@ async def test_an_expired_lease_goes_back_to_the_front_then_fails_after_its_atte
     async with open_redis(redis_server.url) as client:
         queue = OCRQueue(client, lease=0.05, attempts=2)
         for uid in ("a", "b"):
-            await queue.enqueue(uid=uid, job_id="j", owner="i1", file="f", request=PageRequest())
+            await queue.enqueue(
+                uid=uid, job_id="j", owner="i1", file="f", request=PageRequest(), data=b"f"
+            )
         first = await queue.take("w/0")
         assert first is not None
         assert (first.uid, first.attempt) == ("a", 1)
@@ -196,12 +199,228 @@ async def test_an_owner_keeps_its_waiting_units_alive_and_learns_of_lost_ones(
         unit = await queue.take("w/0")
         assert unit is not None
         assert (unit.uid, unit.data) == ("a", b"bytes")
-        assert await queue.abandon(["a"]) == 1
-        await queue.delete_files(["ocrstream:file:j:0"])
+        assert await queue.abandon(["a"]) == 1  # its file's last unit: the bytes go too
+        assert await _leftovers(client) == []
+
+
+async def test_a_batch_enqueue_keeps_each_jobs_order_and_the_round_robin(
+    redis_server: RedisServer,
+) -> None:
+    async with open_redis(redis_server.url) as client:
+        queue = OCRQueue(client, lease=5, attempts=2)
+        units = [
+            NewUnit(
+                uid=f"{job}{index}",
+                job_id=job,
+                owner="i1",
+                file=f"f{job}",
+                request=PageRequest(page_index=index),
+                data=b"x" if index == 0 else None,
+            )
+            for index in range(3)
+            for job in ("a", "b")
+        ]
+        assert await queue.enqueue_many(units[:5]) == [True] * 5  # a0 b0 a1 b1 a2
+        assert await queue.enqueue_many(units[4:]) == [True, True]  # a2 again: not twice
+        exchanged = await queue.exchange("w", take=10)
+        assert [unit.uid for unit in exchanged.taken] == ["a0", "b0", "a1", "b1", "a2", "b2"]
+        # Each file's bytes come once, with the first of its units in the round trip.
+        assert [unit.data for unit in exchanged.taken] == [b"x", b"x", None, None, None, None]
+        for unit in exchanged.taken:
+            assert await queue.abandon([unit.uid]) == 1
+        assert await _leftovers(client) == []
+
+
+async def test_a_unit_whose_bytes_are_not_stored_is_refused_with_the_rest_of_its_job(
+    redis_server: RedisServer,
+) -> None:
+    async with open_redis(redis_server.url) as client:
+        queue = OCRQueue(client, lease=5, attempts=2)
+
+        def unit(uid: str, job: str, file: str, data: bytes | None = None) -> NewUnit:
+            return NewUnit(
+                uid=uid, job_id=job, owner="i1", file=file, request=PageRequest(), data=data
+            )
+
+        batch = [
+            unit("a0", "a", "fa0"),  # its file was never stored: refused
+            unit("b0", "b", "fb", b"b"),
+            unit("a1", "a", "fa1", b"a1"),  # after a refused unit of its job: refused too
+            unit("b1", "b", "fb"),
+        ]
+        assert await queue.enqueue_many(batch) == [False, True, False, True]
+        assert await client.exists(["fa1"]) == 0  # a refused unit changes nothing
+        again = [unit("a0", "a", "fa0", b"a0"), unit("a1", "a", "fa1", b"a1")]
+        assert await queue.enqueue_many(again) == [True, True]
+        taken = [(await queue.take("w")) for _ in range(4)]
+        assert [unit.uid for unit in taken if unit] == ["b0", "a0", "b1", "a1"]
+        assert await queue.take("w") is None
+        for done in taken:
+            assert done is not None
+            assert await queue.complete(done, "w", b"{}")
+        assert await _leftovers(client) == []
+
+
+async def test_a_files_bytes_go_with_its_last_unit_whichever_way_it_ends(
+    redis_server: RedisServer,
+) -> None:
+    async with open_redis(redis_server.url) as client:
+        queue = OCRQueue(client, lease=0.05, attempts=1)
+        for index in range(3):
+            await queue.enqueue(
+                uid=f"u{index}", job_id="j", owner="i1", file="f", request=PageRequest(),
+                data=b"bytes" if index == 0 else None,
+            )  # fmt: skip
+        first = await queue.take("w")
+        assert first is not None
+        assert await queue.complete(first, "w", b"{}")
+        assert await client.get("f") == b"bytes"  # two units still read it
+        assert await queue.abandon(["u1"]) == 1
+        assert await client.get("f") == b"bytes"
+        last = await queue.take("w")
+        assert last is not None
+        assert last.data == b"bytes"
+        await trio.sleep(0.1)
+        assert (await queue.reap()).failed == 1  # its only try's worker was lost
+        assert await client.exists(["f"]) == 0
+        # A file stored by a peer that does not count its units is not deleted here.
+        await client.set("g", b"old")
+        await queue.enqueue(uid="v", job_id="k", owner="i1", file="g", request=PageRequest())
+        await client.hdel("ocrstream:queue:files:k", ["g"])
+        assert await queue.abandon(["v"]) == 1
+        assert await client.get("g") == b"old"
+        await client.delete(["g"])
+        assert await _leftovers(client) == []
+
+
+async def test_complete_and_take_never_loses_nor_delivers_twice(
+    redis_server: RedisServer,
+) -> None:
+    async with open_redis(redis_server.url) as client:
+        queue = OCRQueue(client, lease=5, attempts=2)
+        for index in range(30):
+            await queue.enqueue(
+                uid=f"u{index}", job_id=f"j{index % 3}", owner="i1", file=f"f{index % 3}",
+                request=PageRequest(), data=b"x",
+            )  # fmt: skip
+        # Two workers: each round trip completes what it holds and takes up to three.
+        held: dict[str, list[Unit]] = {"w1": [], "w2": []}
+        taken: list[str] = []
+        for turn in range(30):
+            worker = ("w1", "w2")[turn % 2]
+            done = held[worker]
+            exchanged = await queue.exchange(
+                worker, complete=[(unit, unit.uid.encode()) for unit in done], take=3
+            )
+            assert exchanged.delivered == [True] * len(done)
+            held[worker] = exchanged.taken
+            taken += [unit.uid for unit in exchanged.taken]
+        assert sorted(taken) == sorted(f"u{index}" for index in range(30))  # each once
+        # An outcome from a worker that does not hold the unit is dropped; a unit handed
+        # back goes to the front, its try not counted.
+        await queue.enqueue(
+            uid="v", job_id="k", owner="i1", file="g", request=PageRequest(), data=b"g"
+        )
+        [unit] = (await queue.exchange("w1", take=1)).taken
+        assert (await queue.exchange("w2", complete=[(unit, b"stolen")])).delivered == [False]
+        again = await queue.exchange("w1", release=[unit], take=1)
+        assert [(u.uid, u.attempt) for u in again.taken] == [("v", 1)]
+        assert (await queue.exchange("w1", complete=[(again.taken[0], b"v")])).delivered == [True]
+        results = await queue.read_results("i1", b"0-0", block=0.1)
+        outcomes = {result.uid: result.outcome for result in results}
+        assert len(results) == len(outcomes) == 31
+        assert outcomes["v"] == b"v"
+        assert all(outcomes[f"u{index}"] == f"u{index}".encode() for index in range(30))
         assert await _leftovers(client) == []
 
 
 # End to end: RedisOCR and worker slots (real trio-parallel processes, fake engine).
+
+
+class _CountingQueue(OCRQueue):
+    """The real queue, noting the uids of each enqueue round trip."""
+
+    def __init__(self, client: coredis.Redis[bytes]) -> None:
+        super().__init__(client, lease=1.0, attempts=2)
+        self.batches: list[list[str]] = []
+
+    async def enqueue_many(self, units: Sequence[NewUnit]) -> list[bool]:
+        self.batches.append([unit.uid for unit in units])
+        return await super().enqueue_many(units)
+
+
+async def _queued(client: coredis.Redis[bytes], job_id: str) -> int:
+    return int(await client.llen(f"ocrstream:queue:job:{job_id}"))
+
+
+async def test_pages_asked_for_during_a_round_trip_go_in_the_next_and_a_cancelled_one_never(
+    redis_server: RedisServer,
+) -> None:
+    async with open_redis(redis_server.url) as client, trio.open_nursery() as owner:
+        queue = _CountingQueue(client)
+        ocr = RedisOCR(queue, engine="fake", instance_id="i1")
+        await owner.start(ocr.run)
+        scopes = [trio.CancelScope() for _ in range(4)]
+
+        async def read(index: int) -> None:
+            with scopes[index]:
+                await ocr.recognize(scripted_png(f"p{index}"), job_id="j", file_index=index)
+
+        async with trio.open_nursery() as pages:
+            redis_server.pause()  # the first round trip waits for its answer
+            try:
+                pages.start_soon(read, 0)
+                await wait_until(lambda: len(queue.batches) == 1, timeout=5)
+                for index in (1, 2, 3):
+                    pages.start_soon(read, index)
+                await trio.sleep(0.05)
+                scopes[2].cancel()  # still in the outbox: it leaves it, never sent
+                await trio.sleep(0.05)
+            finally:
+                redis_server.resume()
+
+            async def all_queued() -> bool:
+                return await _queued(client, "j") == 3
+
+            await wait_until(all_queued, timeout=5)
+            assert [len(batch) for batch in queue.batches] == [1, 2]
+            files = await client.hkeys("ocrstream:queue:files:j")
+            assert sorted(files) == [file_key("j", index).encode() for index in (0, 1, 3)]
+            for scope in scopes:
+                scope.cancel()
+        assert await _leftovers(client) == []
+        owner.cancel_scope.cancel()
+
+
+async def test_a_page_cancelled_while_its_batch_is_on_its_way_is_dropped_once_it_lands(
+    redis_server: RedisServer,
+) -> None:
+    async with open_redis(redis_server.url) as client, trio.open_nursery() as owner:
+        queue = _CountingQueue(client)
+        ocr = RedisOCR(queue, engine="fake", instance_id="i1")
+        await owner.start(ocr.run)
+        page = trio.CancelScope()
+        ended = trio.Event()
+
+        async def read() -> None:
+            with page:
+                await ocr.recognize(scripted_png("late"), job_id="j", file_index=0)
+            ended.set()
+
+        async with trio.open_nursery() as pages:
+            redis_server.pause()  # the batch is sent and waits for its answer
+            try:
+                pages.start_soon(read)
+                await wait_until(lambda: bool(queue.batches), timeout=5)
+                page.cancel()
+                await trio.sleep(0.3)
+                assert not ended.is_set()  # its clean-up waits for the answer
+            finally:
+                redis_server.resume()
+        # The answer came (queued): the clean-up dropped the unit.
+        assert len(queue.batches) == 1
+        assert await _leftovers(client) == []
+        owner.cancel_scope.cancel()
 
 
 async def test_pages_flow_end_to_end_and_one_job_spreads_over_every_worker(

@@ -21,8 +21,11 @@ import trio
 
 from ocrstream.cli import main
 from ocrstream.core.errors import OCRError
+from ocrstream.engines.worker import PageRequest
 from ocrstream.http.worker_http import serve_worker_http
-from ocrstream.service.redis.queue import LOST_MESSAGE
+from ocrstream.service.redis.connection import open_redis
+from ocrstream.service.redis.queue import LOST_MESSAGE, NewUnit, OCRQueue
+from ocrstream.service.redis.wire import decode_outcome
 from ocrstream.service.redis.worker import run_redis_workers
 from tests.images import scripted_png
 from tests.redis_server import RedisServer, redis_server, requires_redis
@@ -186,6 +189,49 @@ async def test_past_the_grace_a_stopping_worker_hands_its_page_back_without_usin
     assert trio.current_time() - handed_back_at < 1.5 + 2
 
 
+async def test_a_unit_taken_ahead_goes_back_to_the_queue_when_the_one_before_it_is_long(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    # Behind short units a worker takes units ahead of its slots; one left waiting behind
+    # a long unit goes back (its try not counted) and another worker reads it at once.
+    settings = _settings(redis_server, ocr_workers=1, ocr_attempts=1)
+    first = await nursery.start(partial(run_redis_workers, settings))
+    async with open_redis(redis_server.url) as client:
+        queue = OCRQueue(client, lease=1.0, attempts=1)
+        after = b"0-0"
+
+        async def outcomes(count: int) -> list[str]:
+            nonlocal after
+            texts: list[str] = []
+            with trio.fail_after(10):
+                while len(texts) < count:
+                    for result in await queue.read_results("me", after, block=0.5):
+                        after = result.entry_id
+                        page = decode_outcome(result.outcome)
+                        assert not isinstance(page, OCRError), page
+                        texts.append(page.text)
+            return texts
+
+        def unit(uid: str, text: str) -> NewUnit:
+            return NewUnit(
+                uid=uid, job_id="j", owner="me", file=f"f{uid}", request=PageRequest(),
+                data=scripted_png(text),
+            )  # fmt: skip
+
+        await queue.enqueue_many([unit(f"w{index}", "quick") for index in range(10)])
+        assert await outcomes(10) == ["quick"] * 10
+        await queue.enqueue_many([unit("long", "SLEEP:4 long"), unit("short", "short")])
+        await wait_until(lambda: first.statistics().handed_back == 1, timeout=5)
+        depth = await queue.depth()
+        assert (depth.queued, depth.leased) == (1, 1)
+        second = await nursery.start(partial(run_redis_workers, settings))
+        assert await outcomes(2) == ["short", "SLEEP:4 long"]
+        # (counted once the worker has the answer to the round trip that handed it over)
+        await wait_until(lambda: first.statistics().done == 11, timeout=2)
+        assert second.statistics().done == 1
+        assert await _leftovers(client) == []
+
+
 async def test_workers_ride_out_a_redis_restart_without_spinning(
     redis_server: RedisServer, nursery: trio.Nursery
 ) -> None:
@@ -218,6 +264,7 @@ async def test_metrics_and_healthz(redis_server: RedisServer, nursery: trio.Nurs
         assert "ocrstream_queue_units_queued 0.0" in text
         assert "ocrstream_worker_units_done_total 1.0" in text
         assert "ocrstream_worker_leases_taken_over_total 0.0" in text
+        assert "ocrstream_worker_units_handed_back_total 0.0" in text
         assert "ocrstream_queue_store_up 1.0" in text
         assert (await client.get("/nope")).status_code == 404
         with _coredis_leaks_quiet():

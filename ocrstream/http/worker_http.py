@@ -68,6 +68,11 @@ class _Snapshot:
             ("units_failed", stats.failed, "pages delivered with an OCR error"),
             ("units_cancelled", stats.cancelled, "pages killed because their job was cancelled"),
             ("leases_taken_over", stats.taken_over, "expired leases this process reaped"),
+            (
+                "units_handed_back",
+                stats.handed_back,
+                "pages handed back to the queue unfinished, their try not counted",
+            ),
             ("store_errors", stats.store_errors, "Redis calls that failed"),
         ):
             yield CounterMetricFamily(f"ocrstream_worker_{name}", help_text, value=value)

@@ -10,9 +10,12 @@ Keys (under the prefix), see :mod:`ocrstream.service.redis.queue`:
     queue:ready          list of job ids that have queued units (a job at most once, as a rule)
     queue:job:{job}      list of the job's queued unit ids, in page order
     queue:units:{job}    set of the job's live unit ids (queued or leased), for cancel_job
-    unit:{uid}           hash: job, owner, file, req, tries, attempt, worker
+    queue:files:{job}    hash: file key -> how many live units of the job read that file
+    file:{job}:{index}   a file's bytes, deleted with the last live unit that reads it
+    unit:{uid}           hash: job, owner, file, req, tries, attempt, worker (lease holder)
     queue:leases         zset: leased uid -> lease deadline (ms)
-    queue:wake           list of wake-up tokens, one per queued unit (BLPOP by idle takers)
+    queue:wake           list of wake-up tokens, about one per queued unit (BLPOP by idle
+                         takers; a unit taken uses one up, a take that finds none clears them)
     queue:workers        zset: worker slot -> heartbeat deadline (ms), for capacity
     results:{owner}      stream of outcomes for the instance ``owner`` (uid, outcome)
     cancel               pub/sub channel: ``u:{uid}`` or ``j:{job}``
@@ -26,6 +29,7 @@ __all__ = [
     "COMPLETE",
     "DEPTH",
     "ENQUEUE",
+    "EXCHANGE",
     "HEARTBEAT",
     "REAP",
     "RELEASE",
@@ -38,8 +42,6 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
-#: ARGV: prefix, uid, job, owner, file key, request JSON, tries, ttl ms, max wake tokens,
-#: and the file's bytes (or an empty string when they are stored already).
 # A unit no longer held goes back to the front of its job's queue (the job to the ready
 # list if its queue was empty), living as long as the unit, and a taker is woken. REAP
 # and RELEASE both do this.
@@ -59,97 +61,218 @@ local function to_front(p, unit, uid, job)
 end
 """
 
-ENQUEUE = """
-local p, uid, job = ARGV[1], ARGV[2], ARGV[3]
-local ttl = tonumber(ARGV[8])
-local unit = p .. 'unit:' .. uid
-if redis.call('EXISTS', unit) == 1 then return 0 end  -- a retried enqueue
-if ARGV[10] ~= '' then
-  redis.call('SET', ARGV[5], ARGV[10], 'PX', ttl)
-end
-redis.call('HSET', unit, 'job', job, 'owner', ARGV[4], 'file', ARGV[5], 'req', ARGV[6],
-           'tries', ARGV[7], 'attempt', 0)
-redis.call('PEXPIRE', unit, ttl)
-local queue = p .. 'queue:job:' .. job
-local queued = redis.call('RPUSH', queue, uid)
-redis.call('PEXPIRE', queue, ttl)
-local units = p .. 'queue:units:' .. job
-redis.call('SADD', units, uid)
-redis.call('PEXPIRE', units, ttl)
-if queued == 1 then
-  redis.call('RPUSH', p .. 'queue:ready', job)
-end
-redis.call('PEXPIRE', p .. 'queue:ready', ttl)
-local wake = p .. 'queue:wake'
-if redis.call('LLEN', wake) < tonumber(ARGV[9]) then
-  redis.call('RPUSH', wake, 1)
-end
-redis.call('PEXPIRE', wake, ttl)
-return queued
-"""
-
-#: ARGV: prefix, worker slot, lease ms, the file key the slot holds (or ''). Returns
-#: {uid, job, owner, file, req, attempt, file bytes} or nil; the bytes are nil when the
-#: slot holds that file already (or it is gone).
-#: The head job of ``queue:ready`` gives its first unit and goes to the tail if it has
-#: more: round robin by job, page order within a job.
-TAKE = (
-    _NOW
-    + """
-local p = ARGV[1]
-local ready = p .. 'queue:ready'
-for _ = 1, 100 do
-  local job = redis.call('LPOP', ready)
-  if not job then return false end
-  local queue = p .. 'queue:job:' .. job
-  local uid = redis.call('LPOP', queue)
-  if uid then
-    if redis.call('LLEN', queue) > 0 then redis.call('RPUSH', ready, job) end
-    local unit = p .. 'unit:' .. uid
-    if redis.call('EXISTS', unit) == 1 then
-      local attempt = redis.call('HINCRBY', unit, 'attempt', 1)
-      redis.call('HSET', unit, 'worker', ARGV[2])
-      redis.call('ZADD', p .. 'queue:leases', now + tonumber(ARGV[3]), uid)
-      local f = redis.call('HMGET', unit, 'job', 'owner', 'file', 'req')
-      local data = false
-      if f[3] ~= ARGV[4] then data = redis.call('GET', f[3]) end
-      return {uid, f[1], f[2], f[3], f[4], attempt, data}
+# A unit gone (done, failed, dropped) no longer needs its file: the file's bytes are
+# deleted with the last of its units. Only files counted here are (a file stored by a peer
+# that does not count its units is that peer's to delete).
+_RELEASE_FILE = """
+local function release_file(p, job, file)
+  local files = p .. 'queue:files:' .. job
+  if redis.call('HEXISTS', files, file) == 1 then
+    if redis.call('HINCRBY', files, file, -1) <= 0 then
+      redis.call('HDEL', files, file)
+      redis.call('DEL', file)
     end
   end
 end
-return false
+"""
+
+#: ARGV: prefix, tries, ttl ms, max wake tokens, then six per unit: uid, job, owner, file
+#: key, request JSON, the file's bytes (or '' when they are stored already). Units join
+#: their jobs' queues in ARGV order. Returns one status per unit: 1 queued; 0 queued
+#: already (a retried call); -1 refused, nothing done: its file's bytes are not in the
+#: store (send them), or a unit of its job before it in this call was refused (so
+#: that its job's units still join in order when sent again).
+ENQUEUE = """
+local p, tries, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local ready, wake = p .. 'queue:ready', p .. 'queue:wake'
+local tokens = tonumber(ARGV[4]) - redis.call('LLEN', wake)
+local statuses, refused = {}, {}
+for i = 5, #ARGV, 6 do
+  local uid, job, file, data = ARGV[i], ARGV[i + 1], ARGV[i + 3], ARGV[i + 5]
+  local unit = p .. 'unit:' .. uid
+  local status = 1
+  if refused[job] then
+    status = -1
+  elseif redis.call('EXISTS', unit) == 1 then
+    status = 0
+  elseif data ~= '' then
+    redis.call('SET', file, data, 'PX', ttl)
+  elseif redis.call('PEXPIRE', file, ttl) == 0 then
+    status = -1
+  end
+  if status == -1 then
+    refused[job] = true
+  elseif status == 1 then
+    redis.call('HSET', unit, 'job', job, 'owner', ARGV[i + 2], 'file', file,
+               'req', ARGV[i + 4], 'tries', tries, 'attempt', 0)
+    redis.call('PEXPIRE', unit, ttl)
+    local files = p .. 'queue:files:' .. job
+    redis.call('HINCRBY', files, file, 1)
+    redis.call('PEXPIRE', files, ttl)
+    local queue = p .. 'queue:job:' .. job
+    if redis.call('RPUSH', queue, uid) == 1 then
+      redis.call('RPUSH', ready, job)
+    end
+    redis.call('PEXPIRE', queue, ttl)
+    local units = p .. 'queue:units:' .. job
+    redis.call('SADD', units, uid)
+    redis.call('PEXPIRE', units, ttl)
+    if tokens > 0 then
+      redis.call('RPUSH', wake, 1)
+      tokens = tokens - 1
+    end
+  end
+  statuses[#statuses + 1] = status
+end
+redis.call('PEXPIRE', ready, ttl)
+redis.call('PEXPIRE', wake, ttl)
+return statuses
+"""
+
+# The head job of ``queue:ready`` gives its first unit and goes to the tail if it has
+# more: round robin by job, page order within a job. The unit leased to ``worker`` comes
+# as {uid, job, owner, file, req, attempt, file bytes} (the bytes nil when the worker holds
+# that file already, ``held`` naming it, or it is gone); false when nothing is queued. A
+# unit taken uses up one wake-up token (nobody else need wake for it); none queued, there
+# are none left.
+_TAKE = """
+local function take(p, worker, lease, held)
+  local ready = p .. 'queue:ready'
+  for _ = 1, 100 do
+    local job = redis.call('LPOP', ready)
+    if not job then
+      redis.call('DEL', p .. 'queue:wake')
+      return false
+    end
+    local queue = p .. 'queue:job:' .. job
+    local uid = redis.call('LPOP', queue)
+    if uid then
+      if redis.call('LLEN', queue) > 0 then redis.call('RPUSH', ready, job) end
+      local unit = p .. 'unit:' .. uid
+      if redis.call('EXISTS', unit) == 1 then
+        redis.call('LPOP', p .. 'queue:wake')
+        local attempt = redis.call('HINCRBY', unit, 'attempt', 1)
+        redis.call('HSET', unit, 'worker', worker)
+        redis.call('ZADD', p .. 'queue:leases', now + tonumber(lease), uid)
+        local f = redis.call('HMGET', unit, 'job', 'owner', 'file', 'req')
+        local data = false
+        if not held[f[3]] then data = redis.call('GET', f[3]) end
+        return {uid, f[1], f[2], f[3], f[4], attempt, data}
+      end
+    end
+  end
+  return false
+end
+"""
+
+# The holder's outcome goes to the owner's results stream and the unit is forgotten.
+# 1: delivered; 0: not this holder's any more (cancelled, taken over, gone): dropped.
+_COMPLETE = (
+    _RELEASE_FILE
+    + """
+local function complete(p, uid, worker, attempt, outcome, maxlen, stream_ttl)
+  local unit = p .. 'unit:' .. uid
+  local f = redis.call('HMGET', unit, 'worker', 'attempt', 'job', 'owner', 'file')
+  if f[1] ~= worker or f[2] ~= attempt then return 0 end
+  if redis.call('ZREM', p .. 'queue:leases', uid) == 0 then return 0 end
+  local results = p .. 'results:' .. f[4]
+  redis.call('XADD', results, 'MAXLEN', '~', maxlen, '*', 'uid', uid, 'outcome', outcome)
+  redis.call('PEXPIRE', results, tonumber(stream_ttl))
+  redis.call('SREM', p .. 'queue:units:' .. f[3], uid)
+  redis.call('DEL', unit)
+  release_file(p, f[3], f[5])
+  return 1
+end
 """
 )
 
-#: ARGV: prefix, uid, worker slot, attempt, lease ms. 1: renewed; 0: no longer this
-#: holder's (cancelled, taken over or gone).
+#: ARGV: prefix, worker slot, lease ms, the file key the slot holds (or ''). Returns
+#: {uid, job, owner, file, req, attempt, file bytes} or nil (see ``_TAKE``).
+TAKE = _NOW + _TAKE + "return take(ARGV[1], ARGV[2], ARGV[3], {[ARGV[4]] = true})"
+
+#: ARGV: prefix, lease ms, then three per unit: uid, worker slot, attempt. Returns per
+#: unit 1: renewed; 0: no longer this holder's (cancelled, taken over or gone).
 RENEW = (
     _NOW
     + """
-local p, uid = ARGV[1], ARGV[2]
-local f = redis.call('HMGET', p .. 'unit:' .. uid, 'worker', 'attempt')
-if f[1] ~= ARGV[3] or f[2] ~= ARGV[4] then return 0 end
-if not redis.call('ZSCORE', p .. 'queue:leases', uid) then return 0 end
-redis.call('ZADD', p .. 'queue:leases', 'XX', now + tonumber(ARGV[5]), uid)
-return 1
+local p = ARGV[1]
+local leases, until_ = p .. 'queue:leases', now + tonumber(ARGV[2])
+local renewed = {}
+for i = 3, #ARGV, 3 do
+  local uid = ARGV[i]
+  local f = redis.call('HMGET', p .. 'unit:' .. uid, 'worker', 'attempt')
+  local ok = 0
+  if f[1] == ARGV[i + 1] and f[2] == ARGV[i + 2] and redis.call('ZSCORE', leases, uid) then
+    redis.call('ZADD', leases, 'XX', until_, uid)
+    ok = 1
+  end
+  renewed[#renewed + 1] = ok
+end
+return renewed
 """
 )
 
 #: ARGV: prefix, uid, worker slot, attempt, outcome, stream max length, stream ttl ms.
 #: 1: delivered to the owner's results stream; 0: not this holder's any more (dropped).
-COMPLETE = """
-local p, uid = ARGV[1], ARGV[2]
-local unit = p .. 'unit:' .. uid
-local f = redis.call('HMGET', unit, 'worker', 'attempt', 'job', 'owner')
-if f[1] ~= ARGV[3] or f[2] ~= ARGV[4] then return 0 end
-if redis.call('ZREM', p .. 'queue:leases', uid) == 0 then return 0 end
-local results = p .. 'results:' .. f[4]
-redis.call('XADD', results, 'MAXLEN', '~', ARGV[6], '*', 'uid', uid, 'outcome', ARGV[5])
-redis.call('PEXPIRE', results, tonumber(ARGV[7]))
-redis.call('SREM', p .. 'queue:units:' .. f[3], uid)
-redis.call('DEL', unit)
-return 1
+COMPLETE = _COMPLETE + "return complete(unpack(ARGV, 1, 7))"
+
+# A unit its holder hands back (stopping, or it waited too long in a worker's hands) goes
+# to the front of its job's queue, and this try does not count. 1 if it was held.
+_HAND_BACK = """
+local function hand_back(p, uid, worker, attempt)
+  local unit = p .. 'unit:' .. uid
+  local f = redis.call('HMGET', unit, 'worker', 'attempt', 'job')
+  if f[1] ~= worker or f[2] ~= attempt then return 0 end
+  if redis.call('ZREM', p .. 'queue:leases', uid) == 0 then return 0 end
+  redis.call('HINCRBY', unit, 'attempt', -1)
+  to_front(p, unit, uid, f[3])
+  return 1
+end
 """
+
+#: A worker process's one round trip: ARGV: prefix, worker, lease ms, stream max length,
+#: stream ttl ms, then
+#:   n, and n triples uid, attempt, outcome: units to complete (as COMPLETE);
+#:   m, and m pairs uid, attempt: units to hand back (as RELEASE; they keep their order);
+#:   k, units to take (as TAKE), and h, and h file keys whose bytes the worker holds.
+#: Returns {{1/0 per unit completed: delivered}, then per unit taken {uid, job, owner,
+#: file, req, attempt, file bytes}}; a file's bytes come with the first unit of the
+#: call that reads it (and not at all when held).
+EXCHANGE = (
+    _NOW
+    + _TO_FRONT
+    + _HAND_BACK
+    + _TAKE
+    + _COMPLETE
+    + """
+local p, worker, lease = ARGV[1], ARGV[2], ARGV[3]
+local at = 6
+local delivered = {}
+for _ = 1, tonumber(ARGV[at]) do
+  delivered[#delivered + 1] = complete(
+    p, ARGV[at + 1], worker, ARGV[at + 2], ARGV[at + 3], ARGV[4], ARGV[5])
+  at = at + 3
+end
+at = at + 1
+local back = tonumber(ARGV[at])
+for j = back, 1, -1 do
+  hand_back(p, ARGV[at + 2 * j - 1], worker, ARGV[at + 2 * j])
+end
+at = at + 2 * back + 1
+local wanted, held = tonumber(ARGV[at]), {}
+for j = at + 2, at + 1 + tonumber(ARGV[at + 1]) do
+  held[ARGV[j]] = true
+end
+local reply = {delivered}
+for _ = 1, wanted do
+  local unit = take(p, worker, lease, held)
+  if not unit then break end
+  held[unit[4]] = true
+  reply[#reply + 1] = unit
+end
+return reply
+"""
+)
 
 #: ARGV: prefix, stream max length, stream ttl ms, the "worker lost" outcome.
 #: Returns {requeued, failed}: expired leases go back to the front of their job's queue
@@ -157,6 +280,7 @@ return 1
 REAP = (
     _NOW
     + _TO_FRONT
+    + _RELEASE_FILE
     + """
 local p = ARGV[1]
 local leases = p .. 'queue:leases'
@@ -165,7 +289,7 @@ local requeued, failed = 0, 0
 for _, uid in ipairs(expired) do
   redis.call('ZREM', leases, uid)
   local unit = p .. 'unit:' .. uid
-  local f = redis.call('HMGET', unit, 'job', 'owner', 'attempt', 'tries')
+  local f = redis.call('HMGET', unit, 'job', 'owner', 'attempt', 'tries', 'file')
   if f[1] then
     if tonumber(f[3]) < tonumber(f[4]) then
       to_front(p, unit, uid, f[1])
@@ -176,6 +300,7 @@ for _, uid in ipairs(expired) do
       redis.call('PEXPIRE', results, tonumber(ARGV[3]))
       redis.call('SREM', p .. 'queue:units:' .. f[1], uid)
       redis.call('DEL', unit)
+      release_file(p, f[1], f[5])
       failed = failed + 1
     end
   end
@@ -186,13 +311,15 @@ return {requeued, failed}
 
 #: ARGV: prefix, uid... Drops each unit: a queued one never starts, a leased one is
 #: named on the cancel channel so its worker kills it. Returns how many existed.
-ABANDON = """
+ABANDON = (
+    _RELEASE_FILE
+    + """
 local p = ARGV[1]
 local dropped = 0
 for i = 2, #ARGV do
   local uid = ARGV[i]
   local unit = p .. 'unit:' .. uid
-  local job = redis.call('HGET', unit, 'job')
+  local job, file = unpack(redis.call('HMGET', unit, 'job', 'file'))
   if job then
     if redis.call('ZREM', p .. 'queue:leases', uid) == 1 then
       redis.call('PUBLISH', p .. 'cancel', 'u:' .. uid)
@@ -205,13 +332,16 @@ for i = 2, #ARGV do
     end
     redis.call('SREM', p .. 'queue:units:' .. job, uid)
     redis.call('DEL', unit)
+    release_file(p, job, file)
     dropped = dropped + 1
   end
 end
 return dropped
 """
+)
 
-#: ARGV: prefix, job. Drops every unit of the job and names it on the cancel channel.
+#: ARGV: prefix, job. Drops every unit of the job and its files, and names the job on
+#: the cancel channel.
 CANCEL_JOB = """
 local p, job = ARGV[1], ARGV[2]
 local units = p .. 'queue:units:' .. job
@@ -220,7 +350,11 @@ for _, uid in ipairs(uids) do
   redis.call('ZREM', p .. 'queue:leases', uid)
   redis.call('DEL', p .. 'unit:' .. uid)
 end
-redis.call('DEL', units, p .. 'queue:job:' .. job)
+local files = p .. 'queue:files:' .. job
+for _, file in ipairs(redis.call('HKEYS', files)) do
+  redis.call('DEL', file)
+end
+redis.call('DEL', units, files, p .. 'queue:job:' .. job)
 redis.call('LREM', p .. 'queue:ready', 0, job)
 redis.call('PUBLISH', p .. 'cancel', 'j:' .. job)
 return #uids
@@ -261,16 +395,4 @@ return #ARGV - 2
 
 #: ARGV: prefix, uid, worker slot, attempt. Hands a held unit back (a worker stopping):
 #: it goes to the front of its job's queue and this try does not count. 1 if it was held.
-RELEASE = (
-    _TO_FRONT
-    + """
-local p, uid = ARGV[1], ARGV[2]
-local unit = p .. 'unit:' .. uid
-local f = redis.call('HMGET', unit, 'worker', 'attempt', 'job')
-if f[1] ~= ARGV[3] or f[2] ~= ARGV[4] then return 0 end
-if redis.call('ZREM', p .. 'queue:leases', uid) == 0 then return 0 end
-redis.call('HINCRBY', unit, 'attempt', -1)
-to_front(p, unit, uid, f[3])
-return 1
-"""
-)
+RELEASE = _TO_FRONT + _HAND_BACK + "return hand_back(ARGV[1], ARGV[2], ARGV[3], ARGV[4])"

@@ -1,23 +1,26 @@
 """OCR through the Redis queue: the submitting instance's side, a drop-in for
 :class:`~ocrstream.service.ocr.OCRService`.
 
-:meth:`RedisOCR.recognize` stores the file's bytes once (while any of its pages is
-pending), enqueues the page as a unit and waits for its outcome, which one results-reader
-task per instance (:meth:`RedisOCR.run`) hands over from this instance's results stream.
-Fairness lives in Redis, so :meth:`RedisOCR.slot` holds nothing. Cancelling ``recognize``
-(the job was cancelled) drops the unit before it leaves this process's hands: queued, it
-never starts; being recognised, its worker kills it.
+:meth:`RedisOCR.recognize` puts the page in this instance's outbox and waits for its
+outcome. One sender task (:meth:`RedisOCR.run`) queues whatever the outbox holds in one
+round trip (pages asked for while a round trip is under way go in the next: batches grow
+with the load, and a lone page goes at once), the first page of a file with the file's
+bytes; Redis deletes the bytes with the file's last unit. One results-reader task hands
+the outcomes over from this instance's results stream. Fairness lives in Redis, so
+:meth:`RedisOCR.slot` holds nothing. Cancelling ``recognize`` (the job was cancelled)
+drops the unit before it leaves this process's hands: still in the outbox, it is never
+sent; queued, it never starts; being recognised, its worker kills it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import uuid
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
@@ -26,11 +29,18 @@ from ocrstream.core.redis_url import redacted
 from ocrstream.engines.worker import PageRequest
 from ocrstream.service.ocr import OCRStatistics
 from ocrstream.service.redis.connection import describe_error, open_redis
-from ocrstream.service.redis.queue import OCRQueue, QueueDepth, file_key, is_store_error
+from ocrstream.service.redis.queue import (
+    NewUnit,
+    OCRQueue,
+    QueueDepth,
+    Result,
+    file_key,
+    is_store_error,
+)
 from ocrstream.service.redis.wire import decode_outcome, encode_error
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+    from collections.abc import AsyncIterator, Hashable
 
     import coredis
 
@@ -57,31 +67,53 @@ NO_WORKER_PATIENCE = 5.0
 STORE_PATIENCE_MARGIN = 5.0
 #: Seconds a results read blocks in Redis before it looks again.
 _READ_BLOCK = 1.0
+#: Seconds the results reader lets outcomes gather after a read, while more are due
+#: (a round trip per outcome would cap the rate; this is the latency it may add).
+_READ_GATHER = 0.005
+#: Results handed over are deleted from the stream in batches (see ``_read_results``).
+_FORGET_EVERY = 100
+_FORGET_AFTER = 0.1
 #: Seconds between renewals of this instance's pending units and files.
 _REFRESH_INTERVAL = 5.0
 #: Backoff bounds (seconds) while Redis does not answer.
 _BACKOFF = (0.05, 2.0)
-
-_T = TypeVar("_T")
+#: Units, and bytes of files, that one round trip of the sender carries at most (a unit
+#: with a bigger file goes alone).
+_BATCH_UNITS = 200
+_BATCH_BYTES = 8 * 1024 * 1024
 
 _STOPPED = "this instance's OCR queue has stopped"
+_UNREACHABLE = "the OCR queue's store (Redis) is unreachable"
 
 
-@dataclass(slots=True)
-class _Waiter:
-    job_id: str
-    done: trio.Event = field(default_factory=trio.Event)
-    outcome: bytes = b""
-    missing: bool = False  # its unit was not in Redis at the last refresh
-    drop: bool = False  # failed here (no worker anywhere): its unit is dropped too
+class _State(enum.Enum):
+    OUTBOX = enum.auto()  # waiting for the sender
+    SENDING = enum.auto()  # in a round trip: queued or not, nobody knows yet
+    QUEUED = enum.auto()  # in Redis (or done since)
 
 
 @dataclass(slots=True)
 class _File:
     name: str
     users: int = 0
+    # Its bytes are in Redis, or on their way there with one of its units.
     stored: bool = False
-    lock: trio.Lock = field(default_factory=trio.Lock)
+
+
+@dataclass(slots=True, eq=False)
+class _Waiter:
+    uid: str
+    job_id: str
+    file: _File
+    request: PageRequest
+    data: bytes
+    since: float  # when it entered the outbox
+    state: _State = _State.OUTBOX
+    sent: trio.Event | None = None  # set when its round trip has returned
+    done: trio.Event = field(default_factory=trio.Event)
+    outcome: bytes = b""
+    missing: bool = False  # its unit was not in Redis at the last refresh
+    drop: bool = False  # failed here, or cancelled while being sent: its unit is dropped
 
 
 class RedisOCR:
@@ -104,6 +136,9 @@ class RedisOCR:
         self._store_patience = store_patience
         self._waiters: dict[str, _Waiter] = {}
         self._files: dict[tuple[str, int], _File] = {}
+        # Pages to queue, in the order they were asked for; the sender empties it.
+        self._outbox: dict[str, _Waiter] = {}
+        self._outbox_filled = trio.Event()
         self._depth = QueueDepth(0, 0, 0)
         # Since when no worker slot has been alive in the cluster while pages wait here.
         self._no_workers_since: float | None = None
@@ -136,63 +171,45 @@ class RedisOCR:
         request = request or PageRequest()
         if self._stopped:
             raise OCRError("ocr_failed", _STOPPED)
-        uid = uuid.uuid4().hex
-        waiter = _Waiter(job_id)
         file = self._files.get((job_id, file_index))
         if file is None:
             file = self._files[job_id, file_index] = _File(file_key(job_id, file_index))
         file.users += 1
-        self._waiters[uid] = waiter
-        enqueued = False
-        enqueue = partial(
-            self._queue.enqueue,
-            uid=uid,
-            job_id=job_id,
-            owner=self.instance_id,
-            file=file.name,
-            request=request,
-        )
+        waiter = _Waiter(uuid.uuid4().hex, job_id, file, request, data, trio.current_time())
+        self._waiters[waiter.uid] = waiter
+        self._outbox[waiter.uid] = waiter
+        self._outbox_filled.set()
         try:
-            async with file.lock:
-                if not file.stored:
-                    # The file's first page stores its bytes in the same step. Flags are
-                    # set first: a cancel during the call may leave both in Redis.
-                    enqueued = file.stored = True
-                    try:
-                        await self._patiently(partial(enqueue, data=data))
-                    except BaseException:
-                        file.stored = False  # the file's next page sends the bytes again
-                        raise
-            if not enqueued:
-                enqueued = True
-                await self._patiently(enqueue)
             await waiter.done.wait()
         finally:
-            del self._waiters[uid]
+            del self._waiters[waiter.uid]
             file.users -= 1
-            last = file.users == 0
-            if last and self._files.get((job_id, file_index)) is file:
+            if file.users == 0 and self._files.get((job_id, file_index)) is file:
                 del self._files[job_id, file_index]
-            abandon = enqueued and (not waiter.done.is_set() or waiter.drop)
-            if abandon or (last and file.stored):
-                await self._clean_up(uid if abandon else None, file.name if last else None)
+            if waiter.state is _State.OUTBOX:
+                self._outbox.pop(waiter.uid, None)  # never sent
+            elif not waiter.done.is_set() or waiter.drop:
+                await self._clean_up(waiter)
         outcome = decode_outcome(waiter.outcome)
         if isinstance(outcome, OCRError):
             raise outcome
         return outcome
 
-    async def _clean_up(self, uid: str | None, file: str | None) -> None:
-        # Shielded so a cancelled page still drops its unit (so it never starts, or its
-        # worker kills it) and its file; bounded so a lost Redis cannot hold the job.
+    async def _clean_up(self, waiter: _Waiter) -> None:
+        # A page sent that ends before its outcome came (cancelled, failed here): its
+        # unit is dropped, so it never starts, or its worker kills it. Shielded so a
+        # cancelled page still does this; bounded so a lost Redis cannot hold the job.
         # Once stopped, the client is gone: what was left expires with its TTL.
-        if self._stopped:
-            return
         with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
+            if waiter.state is _State.SENDING and waiter.sent is not None:
+                await waiter.sent.wait()  # queued or not: its round trip tells
+            if waiter.state is _State.OUTBOX:
+                self._outbox.pop(waiter.uid, None)
+                return
+            if self._stopped:
+                return
             try:
-                if uid is not None:
-                    await self._queue.abandon([uid])
-                if file is not None:
-                    await self._queue.delete_files([file])
+                await self._queue.abandon([waiter.uid])
             except Exception as error:
                 # Stopped meanwhile: coredis refuses calls on its exited pool.
                 if not (is_store_error(error) or self._stopped):
@@ -202,11 +219,9 @@ class RedisOCR:
     async def cancel_job(self, job_id: str) -> None:
         """Drop every unit of ``job_id`` cluster-wide (queued ones never start, running
         ones are killed) and its files; its pages still waiting here fail."""
-        names = [file.name for (job, _), file in self._files.items() if job == job_id]
         with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
             try:
                 await self._queue.cancel_job(job_id)
-                await self._queue.delete_files(names)
             except Exception as error:
                 if not is_store_error(error):
                     raise
@@ -214,6 +229,8 @@ class RedisOCR:
         cancelled = encode_error(OCRError("ocr_failed", "the job was cancelled"))
         for waiter in self._waiters.values():
             if waiter.job_id == job_id:
+                # Being sent, its unit may be queued after the job's were dropped.
+                waiter.drop = waiter.drop or waiter.state is _State.SENDING
                 self._resolve(waiter, cancelled)
 
     def statistics(self) -> OCRStatistics:
@@ -225,11 +242,13 @@ class RedisOCR:
     async def run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> NoReturn:
-        """Read this instance's outcomes and keep its pending units alive, until cancelled.
+        """Send this instance's pages, read their outcomes and keep their units alive,
+        until cancelled.
 
         Also reaps expired leases (any process may) and samples the queue's depth.
         """
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._send)
             nursery.start_soon(self._read_results)
             nursery.start_soon(self._keep)
             task_status.started()
@@ -249,12 +268,113 @@ class RedisOCR:
             waiter.outcome = outcome
             waiter.done.set()
 
-    async def _read_results(self) -> NoReturn:
-        after = b"0-0"
+    async def _send(self) -> NoReturn:
+        """Queue what the outbox holds, a batch per round trip, in the order asked for."""
         delay = _BACKOFF[0]
         while True:
+            await self._outbox_filled.wait()
+            self._outbox_filled = trio.Event()
+            while self._outbox:
+                batch, units = self._next_batch()
+                if not batch:
+                    continue
+                sent = trio.Event()
+                for waiter in batch:
+                    waiter.state, waiter.sent = _State.SENDING, sent
+                queued: list[bool] | None = None
+                try:
+                    queued = await self._queue.enqueue_many(units)
+                except Exception as error:
+                    if not is_store_error(error):
+                        raise
+                finally:
+                    # Not queued (Redis did not answer: queued or not, nobody knows):
+                    # back to the outbox, each file's first with its bytes again (a unit
+                    # queued already is not queued twice).
+                    self._return_to_outbox(batch, queued or [False] * len(batch))
+                    sent.set()
+                if queued is None:
+                    self._fail_impatient()
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, _BACKOFF[1])
+                else:
+                    delay = _BACKOFF[0]
+
+    def _next_batch(self) -> tuple[list[_Waiter], list[NewUnit]]:
+        """The outbox's first pages (at least one), out of it; the first page of a file
+        whose bytes are not stored carries them."""
+        batch: list[_Waiter] = []
+        units: list[NewUnit] = []
+        taken: list[str] = []
+        size = 0
+        for waiter in self._outbox.values():
+            data = None if waiter.file.stored else waiter.data
+            if batch and (len(batch) >= _BATCH_UNITS or size + len(data or b"") > _BATCH_BYTES):
+                break
+            taken.append(waiter.uid)
+            if waiter.done.is_set():
+                continue  # ended meanwhile (failed here): nothing to send
+            waiter.file.stored = True
+            size += len(data or b"")
+            batch.append(waiter)
+            units.append(
+                NewUnit(
+                    uid=waiter.uid,
+                    job_id=waiter.job_id,
+                    owner=self.instance_id,
+                    file=waiter.file.name,
+                    request=waiter.request,
+                    data=data,
+                )
+            )
+        for uid in taken:
+            del self._outbox[uid]
+        return batch, units
+
+    def _return_to_outbox(self, batch: list[_Waiter], queued: list[bool]) -> None:
+        """Mark the batch's queued pages so; put the others back at the outbox's front,
+        in order, their files' bytes to be sent again (Redis may not have them)."""
+        again: dict[str, _Waiter] = {}
+        for waiter, ok in zip(batch, queued, strict=True):
+            if ok:
+                waiter.state = _State.QUEUED
+                continue
+            waiter.state = _State.OUTBOX
+            waiter.file.stored = False
+            if not waiter.done.is_set():  # ended meanwhile: its clean-up wants it gone
+                again[waiter.uid] = waiter
+        if again:
+            self._outbox = again | self._outbox
+            self._outbox_filled.set()
+
+    def _fail_impatient(self) -> None:
+        """Pages that have waited for Redis longer than the store's patience fail."""
+        now = trio.current_time()
+        unreachable = encode_error(OCRError("ocr_failed", _UNREACHABLE))
+        for waiter in list(self._outbox.values()):
+            if now - waiter.since >= self._store_patience:
+                self._resolve(waiter, unreachable)
+
+    async def _read_results(self) -> NoReturn:
+        after = b"0-0"
+        # Handed over, deleted from the stream with a later read: every _FORGET_EVERY
+        # entries, or _FORGET_AFTER seconds after the first (a few at a time would cost
+        # a round trip's work each).
+        handed_over: list[Result] = []
+        since = 0.0
+        delay = _BACKOFF[0]
+        while True:
+            now = trio.current_time()
+            due = len(handed_over) >= _FORGET_EVERY or (
+                bool(handed_over) and now - since >= _FORGET_AFTER
+            )
             try:
-                results = await self._queue.read_results(self.instance_id, after, block=_READ_BLOCK)
+                results = await self._queue.read_results(
+                    self.instance_id,
+                    after,
+                    block=_READ_BLOCK,
+                    forget=handed_over if due else (),
+                )
             except Exception as error:
                 if not is_store_error(error):
                     raise
@@ -262,16 +382,21 @@ class RedisOCR:
                 delay = min(delay * 2, _BACKOFF[1])
                 continue
             delay = _BACKOFF[0]
+            if due:
+                handed_over = []  # what is left at the end expires with the stream
+            if not results:
+                continue
             for result in results:
                 after = result.entry_id
                 waiter = self._waiters.get(result.uid)
                 if waiter is not None:
                     self._resolve(waiter, result.outcome)
-            try:
-                await self._queue.forget_results(self.instance_id, results)
-            except Exception as error:
-                if not is_store_error(error):
-                    raise  # what is left expires with the stream
+            if not handed_over:
+                since = now
+            handed_over += results
+            if len(self._waiters) > len(results):
+                # More outcomes are on their way: let a few gather, read them at once.
+                await trio.sleep(_READ_GATHER)
 
     async def _keep(self) -> NoReturn:
         tick = min(1.0, self._queue.lease / 4)
@@ -310,7 +435,7 @@ class RedisOCR:
             self._resolve(waiter, failed)
 
     async def _refresh(self) -> None:
-        waiting = dict(self._waiters)
+        waiting = {uid: w for uid, w in self._waiters.items() if w.state is _State.QUEUED}
         missing = await self._queue.refresh(
             owner=self.instance_id,
             uids=waiting,
@@ -324,23 +449,6 @@ class RedisOCR:
             if uid in missing and waiter.missing:
                 self._resolve(waiter, lost)
             waiter.missing = uid in missing
-
-    async def _patiently(self, call: Callable[[], Awaitable[_T]]) -> _T:
-        delay = _BACKOFF[0]
-        with trio.move_on_after(self._store_patience):
-            while True:
-                if self._stopped:
-                    raise OCRError("ocr_failed", _STOPPED)
-                try:
-                    return await call()
-                except Exception as error:
-                    if self._stopped:
-                        raise OCRError("ocr_failed", _STOPPED) from error
-                    if not is_store_error(error):
-                        raise
-                await trio.sleep(delay)
-                delay = min(delay * 2, _BACKOFF[1])
-        raise OCRError("ocr_failed", "the OCR queue's store (Redis) is unreachable")
 
 
 @asynccontextmanager

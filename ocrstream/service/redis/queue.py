@@ -1,11 +1,13 @@
 """The OCR queue in Redis, shared by the submitting instances and the workers.
 
 The unit of work is one page of one file (a *unit*, id ``uid``). The submitting side
-enqueues one unit per page, the file's first also storing its bytes (``file:{job}:{index}``);
-any worker slot anywhere :meth:`~OCRQueue.take`\\ s the next unit (round robin by job,
-page order within a job), holds it under a lease it renews, and
-:meth:`~OCRQueue.complete`\\ s it with the outcome, which goes to the owner's results
-stream. Any process may :meth:`~OCRQueue.reap`: a lease that ran out sends its unit back
+queues units (:meth:`~OCRQueue.enqueue_many`: several in one step, in order), the first
+of a file also storing the file's bytes (``file:{job}:{index}``); Redis counts each file's
+live units and deletes its bytes with the last (done, failed, dropped). A worker process
+anywhere takes the next units in turn (round robin by job, page order within a job),
+holds them under a lease it renews, and completes them with their outcomes, which go to
+their owners' results streams; :meth:`~OCRQueue.exchange` does all three for a worker in
+one step. Any process may :meth:`~OCRQueue.reap`: a lease that ran out sends its unit back
 to the front of its job's queue while tries remain (OCR_ATTEMPTS), else the owner is told
 the worker was lost. Each operation is one Lua script (:mod:`~ocrstream.service.redis.lua`),
 so it is atomic however many processes race.
@@ -31,7 +33,7 @@ from ocrstream.service.redis.connection import PREFIX, key
 from ocrstream.service.redis.wire import encode_error, request_from_json, request_to_json
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from ocrstream.engines.worker import PageRequest
 
@@ -42,6 +44,8 @@ __all__ = [
     "RESULTS_MAXLEN",
     "RESULTS_TTL",
     "UNIT_TTL",
+    "Exchanged",
+    "NewUnit",
     "OCRQueue",
     "QueueDepth",
     "Reaped",
@@ -90,6 +94,27 @@ def is_store_error(error: BaseException) -> bool:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NewUnit:
+    """A unit to queue (:meth:`OCRQueue.enqueue_many`).
+
+    Attributes:
+        uid: its id.
+        job_id: its job.
+        owner: the instance that waits for its outcome.
+        file: the key of its file's bytes (:func:`file_key`).
+        request: which page, and how.
+        data: the file's bytes, stored in the same step; None when they are stored.
+    """
+
+    uid: str
+    job_id: str
+    owner: str
+    file: str
+    request: PageRequest
+    data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Unit:
     """A unit a worker slot holds under a lease.
 
@@ -111,6 +136,15 @@ class Unit:
     request: PageRequest
     attempt: int
     data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exchanged:
+    """What one :meth:`OCRQueue.exchange` did: per unit completed, whether its outcome
+    was delivered; the units taken."""
+
+    delivered: list[bool]
+    taken: list[Unit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +177,20 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _unit(reply: object) -> Unit:
+    """The unit a TAKE replied with: uid, job, owner, file, request, attempt, bytes."""
+    uid, job_id, owner, file, request, attempt, *data = cast("list[bytes | int | None]", reply)
+    return Unit(
+        uid=_text(uid),
+        job_id=_text(job_id),
+        owner=_text(owner),
+        file_key=_text(file),
+        request=request_from_json(cast("bytes", request)),
+        attempt=int(cast("int", attempt)),
+        data=cast("bytes | None", data[0] if data else None),
+    )
+
+
 class OCRQueue:
     """The queue's operations on the Redis of ``client``.
 
@@ -164,6 +212,7 @@ class OCRQueue:
         self._take = client.register_script(lua.TAKE)
         self._renew = client.register_script(lua.RENEW)
         self._complete = client.register_script(lua.COMPLETE)
+        self._exchange = client.register_script(lua.EXCHANGE)
         self._reap = client.register_script(lua.REAP)
         self._abandon = client.register_script(lua.ABANDON)
         self._cancel_job = client.register_script(lua.CANCEL_JOB)
@@ -182,11 +231,31 @@ class OCRQueue:
 
     # The submitting side.
 
-    async def delete_files(self, names: Iterable[str]) -> None:
-        """Delete file bytes (their last page is done, or their job ended)."""
-        names = list(names)
-        if names:
-            await self.client.delete(names)
+    async def enqueue_many(self, units: Sequence[NewUnit]) -> list[bool]:
+        """Queue ``units`` in one step, in their order (each job's units join its queue
+        in the order given).
+
+        Returns:
+            per unit, whether it is queued (now, or by an earlier try of this call);
+            False: refused, nothing done, because its file's bytes are not in the store
+            (they were deleted with the file's last unit, or Redis lost them) or a unit
+            of its job before it was refused. Send the refused units again, in order,
+            the first of each file with its bytes.
+        """
+        if not units:
+            return []
+        args: list[str | int | bytes] = [PREFIX, self.attempts, self._ttl_ms, MAX_WAKE_TOKENS]
+        for unit in units:
+            args += [
+                unit.uid,
+                unit.job_id,
+                unit.owner,
+                unit.file,
+                request_to_json(unit.request),
+                unit.data or b"",
+            ]
+        statuses = cast("list[int]", await self._enqueue(args=args))
+        return [int(status) >= 0 for status in statuses]
 
     async def enqueue(
         self,
@@ -197,28 +266,20 @@ class OCRQueue:
         file: str,
         request: PageRequest,
         data: bytes | None = None,
-    ) -> None:
+    ) -> bool:
         """Queue page ``request`` of the file at key ``file`` as unit ``uid`` of
-        ``job_id``; its outcome goes to ``owner``'s results stream.
+        ``job_id``; its outcome goes to ``owner``'s results stream. One unit of
+        :meth:`enqueue_many`.
 
         Args:
-            data: the file's bytes, stored at ``file`` in the same step (its first
-                page); None when they are stored already.
+            data: the file's bytes, stored at ``file`` in the same step; None when they
+                are stored already.
+
+        Returns:
+            False when refused: ``data`` is None and the file's bytes are not stored.
         """
-        await self._enqueue(
-            args=[
-                PREFIX,
-                uid,
-                job_id,
-                owner,
-                file,
-                request_to_json(request),
-                self.attempts,
-                self._ttl_ms,
-                MAX_WAKE_TOKENS,
-                data or b"",
-            ]
-        )
+        unit = NewUnit(uid=uid, job_id=job_id, owner=owner, file=file, request=request, data=data)
+        return (await self.enqueue_many([unit]))[0]
 
     async def abandon(self, uids: Iterable[str]) -> int:
         """Drop units whose outcome nobody wants any more: queued ones never start,
@@ -251,17 +312,31 @@ class OCRQueue:
             for job_id in set(jobs):
                 pipe.pexpire(key("queue", "job", job_id), self._ttl_ms)
                 pipe.pexpire(key("queue", "units", job_id), self._ttl_ms)
+                pipe.pexpire(key("queue", "files", job_id), self._ttl_ms)
             pipe.pexpire(key("queue", "ready"), self._ttl_ms)
             pipe.pexpire(key("results", owner), round(RESULTS_TTL * 1000))
         return {uid for uid, done in zip(uids, renewed, strict=True) if not await done}
 
-    async def read_results(self, owner: str, after: bytes, *, block: float) -> list[Result]:
+    async def read_results(
+        self, owner: str, after: bytes, *, block: float, forget: Iterable[Result] = ()
+    ) -> list[Result]:
         """Outcomes for ``owner`` past entry ``after``, waiting up to ``block`` seconds
-        for the first (delete them with :meth:`forget_results` once handed over)."""
+        for the first.
+
+        Args:
+            forget: results read before and handed over: deleted from the stream in the
+                same round trip.
+        """
         stream = key("results", owner)
-        response = await self.client.xread(
-            {stream: after}, count=100, block=max(1, round(block * 1000))
-        )
+        ids = [result.entry_id for result in forget]
+        block_ms = max(1, round(block * 1000))
+        if ids:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.xdel(stream, ids)
+                read = pipe.xread({stream: after}, count=100, block=block_ms)
+            response = await read
+        else:
+            response = await self.client.xread({stream: after}, count=100, block=block_ms)
         results = []
         for entries in (response or {}).values():
             for entry in entries:
@@ -274,12 +349,6 @@ class OCRQueue:
                     )
                 )
         return results
-
-    async def forget_results(self, owner: str, results: Iterable[Result]) -> None:
-        """Delete results read from ``owner``'s stream."""
-        ids = [result.entry_id for result in results]
-        if ids:
-            await self.client.xdel(key("results", owner), ids)
 
     # The worker side.
 
@@ -300,17 +369,43 @@ class OCRQueue:
                 unit comes with its file's bytes (:attr:`Unit.data`) unless it is that one.
         """
         reply: object = await self._take(args=[PREFIX, worker, self._lease_ms, holding or ""])
-        if not reply:
-            return None
-        uid, job_id, owner, file, request, attempt, *data = cast("list[bytes | int | None]", reply)
-        return Unit(
-            uid=_text(uid),
-            job_id=_text(job_id),
-            owner=_text(owner),
-            file_key=_text(file),
-            request=request_from_json(cast("bytes", request)),
-            attempt=int(cast("int", attempt)),
-            data=cast("bytes | None", data[0] if data else None),
+        return _unit(reply) if reply else None
+
+    async def exchange(
+        self,
+        worker: str,
+        *,
+        complete: Sequence[tuple[Unit, bytes]] = (),
+        release: Sequence[Unit] = (),
+        take: int = 0,
+        holding: Iterable[str] = (),
+    ) -> Exchanged:
+        """A worker's round trip: :meth:`complete` units with their outcomes,
+        :meth:`release` others (they keep their order), then :meth:`take` up to ``take``
+        units, all leased to ``worker``, in one step.
+
+        Args:
+            holding: file keys whose bytes the worker keeps; a file's bytes come with the
+                first unit taken that reads it, unless held.
+        """
+        args: list[str | int | bytes] = [
+            PREFIX,
+            worker,
+            self._lease_ms,
+            RESULTS_MAXLEN,
+            round(RESULTS_TTL * 1000),
+            len(complete),
+        ]
+        for unit, outcome in complete:
+            args += [unit.uid, unit.attempt, outcome]
+        args.append(len(release))
+        for unit in release:
+            args += [unit.uid, unit.attempt]
+        held = list(holding)
+        args += [take, len(held), *held]
+        reply = cast("list[list[int] | list[bytes | int | None]]", await self._exchange(args=args))
+        return Exchanged(
+            delivered=[bool(ok) for ok in reply[0]], taken=[_unit(unit) for unit in reply[1:]]
         )
 
     async def renew(self, unit: Unit, worker: str) -> bool:
@@ -320,10 +415,16 @@ class OCRQueue:
             False when the unit is not the slot's any more (cancelled, taken over):
             stop working on it.
         """
-        reply: object = await self._renew(
-            args=[PREFIX, unit.uid, worker, unit.attempt, self._lease_ms]
-        )
-        return bool(reply)
+        return (await self.renew_many([(unit, worker)]))[0]
+
+    async def renew_many(self, held: Sequence[tuple[Unit, str]]) -> list[bool]:
+        """:meth:`renew` the leases of several (unit, worker slot) pairs in one step."""
+        if not held:
+            return []
+        args: list[str | int] = [PREFIX, self._lease_ms]
+        for unit, worker in held:
+            args += [unit.uid, worker, unit.attempt]
+        return [bool(ok) for ok in cast("list[int]", await self._renew(args=args))]
 
     async def complete(self, unit: Unit, worker: str, outcome: bytes) -> bool:
         """Hand ``unit``'s outcome to its owner and forget the unit.
@@ -331,18 +432,19 @@ class OCRQueue:
         Returns:
             False when it was not the slot's any more (the outcome is dropped).
         """
-        reply: object = await self._complete(
-            args=[
-                PREFIX,
-                unit.uid,
-                worker,
-                unit.attempt,
-                outcome,
-                RESULTS_MAXLEN,
-                round(RESULTS_TTL * 1000),
-            ]
-        )
+        reply: object = await self._complete(args=self._completion(unit, worker, outcome))
         return bool(reply)
+
+    def _completion(self, unit: Unit, worker: str, outcome: bytes) -> list[str | int | bytes]:
+        return [
+            PREFIX,
+            unit.uid,
+            worker,
+            unit.attempt,
+            outcome,
+            RESULTS_MAXLEN,
+            round(RESULTS_TTL * 1000),
+        ]
 
     async def release(self, unit: Unit, worker: str) -> bool:
         """Hand ``unit`` back to the front of its job's queue (a worker stopping before

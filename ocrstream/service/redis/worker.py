@@ -1,12 +1,15 @@
 """The worker side of the Redis OCR queue: OCR_WORKERS slots taking pages from it.
 
-Each slot takes the next unit (fair by job), fetches its file's bytes (the last file is
-kept per slot: a PDF's pages come one after another), recognises the page in a
-trio-parallel worker process (the engine loaded once per process, killed on cancel), renews
-its lease every OCR_LEASE/3 and completes the unit with the page or the error. One task
-per process listens to the ``cancel`` channel and kills the unit of a cancelled page or
-job at once; a renewal that finds the unit gone does the same, should a message be missed.
-Redis unreachable: every loop backs off and retries; nothing crashes, nothing spins.
+Each slot recognises the next unit its process took (fair by job: the queue's order) in
+a trio-parallel worker process (the engine loaded once per process, killed on cancel).
+The process's round trips to the queue are one task's (:mod:`~ocrstream.service.redis.
+exchange`): the outcomes of the slots go back and the next units come in the same round
+trip, several at a time while the slots are busy, and behind short units some are taken
+ahead so that no slot waits for a round trip; file bytes are kept for the next unit of
+the same file (a PDF's pages come one after another). One task per process listens to the
+``cancel`` channel and kills the unit of a cancelled page or job at once; a lease renewal
+that finds the unit gone does the same, should a message be missed. Redis unreachable:
+every loop backs off and retries; nothing crashes, nothing spins.
 
 ``ocrstream worker`` runs these slots; so does ``ocrstream serve`` with REDIS_URL set and
 OCR_WORKERS > 0 (the slots are one nursery task, :func:`run_redis_workers`).
@@ -19,8 +22,7 @@ import math
 import os
 import socket
 import uuid
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, NoReturn
 
@@ -32,24 +34,20 @@ from ocrstream.core.errors import OCRError
 from ocrstream.engines.base import EngineOptions
 from ocrstream.engines.worker import init, recognize_page, retire
 from ocrstream.service.redis.connection import describe_error
+from ocrstream.service.redis.exchange import IDLE_WAIT, Backoff, Counts, Exchange
 from ocrstream.service.redis.ocr import open_store
-from ocrstream.service.redis.queue import CANCEL_CHANNEL, OCRQueue, Unit, is_store_error
+from ocrstream.service.redis.queue import CANCEL_CHANNEL, OCRQueue, is_store_error
 from ocrstream.service.redis.wire import encode_error, encode_page
 
 if TYPE_CHECKING:
     from ocrstream.core.config import Settings
     from ocrstream.engines.worker import PageRequest
+    from ocrstream.service.redis.exchange import Held
+    from ocrstream.service.redis.queue import Unit
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["RedisWorkers", "WorkerStatistics", "new_worker_id", "run_redis_workers"]
-
-#: Seconds an idle slot blocks for a wake-up token before it looks at the queue anyway.
-_IDLE_WAIT = 2.0
-#: Backoff bounds (seconds) while Redis does not answer.
-_BACKOFF = (0.05, 2.0)
-#: Cancelled uids and jobs remembered, for a cancel that arrives before its unit is seen.
-_RECENT = 1000
 
 
 def new_worker_id() -> str:
@@ -67,36 +65,8 @@ class WorkerStatistics:
     failed: int
     cancelled: int
     taken_over: int
+    handed_back: int
     store_errors: int
-
-
-@dataclass(slots=True)
-class _Counts:
-    done: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    taken_over: int = 0
-    store_errors: int = 0
-
-
-@dataclass(slots=True)
-class _Held:
-    unit: Unit
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-
-
-class _Backoff:
-    """Doubling sleeps between failed tries; reset on success."""
-
-    def __init__(self) -> None:
-        self.delay = _BACKOFF[0]
-
-    async def wait(self) -> None:
-        await trio.sleep(self.delay)
-        self.delay = min(self.delay * 2, _BACKOFF[1])
-
-    def reset(self) -> None:
-        self.delay = _BACKOFF[0]
 
 
 class RedisWorkers:
@@ -129,11 +99,14 @@ class RedisWorkers:
         self._engine = engine
         self._timeout = timeout
         self._limiter = trio.CapacityLimiter(slots)
-        self._held: dict[str, _Held] = {}
-        self._recent: OrderedDict[str, None] = OrderedDict()
-        self._counts = _Counts()
-        self._taking = True
-        self._idle: set[trio.CancelScope] = set()
+        self._counts = Counts()
+        self._exchange = Exchange(
+            queue,
+            worker_id=worker_id,
+            slots=slots,
+            counts=self._counts,
+            store_error=self._store_error,
+        )
         self._slots_scope = trio.CancelScope()
 
     def statistics(self) -> WorkerStatistics:
@@ -141,25 +114,25 @@ class RedisWorkers:
         counts = self._counts
         return WorkerStatistics(
             capacity=len(self.slots),
-            busy=len(self._held),
+            busy=self._exchange.running,
             done=counts.done,
             failed=counts.failed,
             cancelled=counts.cancelled,
             taken_over=counts.taken_over,
+            handed_back=counts.handed_back,
             store_errors=counts.store_errors,
         )
 
     def stop_taking(self, *, grace: float = math.inf) -> None:
-        """Take no more units; the ones held run on for ``grace`` seconds, then they are
-        handed back to the queue (another worker takes them at once, and the try does not
-        count). :meth:`run` returns once no unit is held.
+        """Take no more units; the ones being recognised run on for ``grace`` seconds,
+        then they are handed back to the queue (another worker takes them at once, and the
+        try does not count), as are at once those taken ahead. :meth:`run` returns once no
+        unit is held.
 
         Stop this way rather than by cancelling the owner of the Redis client: the
         client's own connection tasks live under that owner, and the hand-back needs them.
         """
-        self._taking = False
-        for scope in self._idle:
-            scope.cancel()
+        self._exchange.stop_taking()
         if grace < math.inf:
             self._slots_scope.deadline = min(
                 self._slots_scope.deadline, trio.current_time() + grace
@@ -168,20 +141,27 @@ class RedisWorkers:
     @property
     def busy(self) -> int:
         """Units being recognised now."""
-        return len(self._held)
+        return self._exchange.running
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the slots, the cancel listener and the upkeep until cancelled; returns
-        once :meth:`stop_taking` was called and the held units are done."""
+        """Run the slots, their round trips, the cancel listener and the upkeep until
+        cancelled; returns once :meth:`stop_taking` was called and the held units are
+        done."""
+        exchange = self._exchange
         async with trio.open_nursery() as nursery:
             await nursery.start(self._listen)
             nursery.start_soon(self._upkeep)
-            with self._slots_scope:
-                async with trio.open_nursery() as slots:
-                    for slot in self.slots:
-                        slots.start_soon(self._warm_up)
-                        slots.start_soon(self._slot, slot)
-                    task_status.started()
+            nursery.start_soon(exchange.renew)
+            nursery.start_soon(exchange.wait_for_work)
+            async with trio.open_nursery() as exchanging:
+                exchanging.start_soon(exchange.run)
+                with self._slots_scope:
+                    async with trio.open_nursery() as slots:
+                        for _ in self.slots:
+                            slots.start_soon(self._warm_up)
+                            slots.start_soon(self._slot)
+                        task_status.started()
+                exchange.slots_done()  # it hands the last outcomes over, then returns
             nursery.cancel_scope.cancel()
         await self._forget()
 
@@ -200,107 +180,45 @@ class RedisWorkers:
                 if not is_store_error(error):
                     raise
 
-    async def _slot(self, slot: str) -> None:
-        backoff = _Backoff()
-        cached: tuple[str, bytes] | None = None
-        while self._taking:
+    async def _slot(self) -> None:
+        while (held := await self._exchange.next_unit()) is not None:
+            outcome: bytes | None = None
             try:
-                # Shielded: a take Redis carried out must reach us, or the unit would
-                # sit leased to nobody until its lease ran out.
-                with trio.CancelScope(shield=True):
-                    unit = await self.queue.take(slot, holding=cached[0] if cached else None)
-            except Exception as error:
-                self._store_error(error)
-                await backoff.wait()
-                continue
-            backoff.reset()
-            if unit is None:
-                await self._wait_for_work(backoff)
-                continue
-            cached = await self._work(unit, slot, cached)
-
-    async def _wait_for_work(self, backoff: _Backoff) -> None:
-        with trio.CancelScope() as scope:
-            self._idle.add(scope)
-            try:
-                if self._taking:
-                    await self.queue.wait_for_work(_IDLE_WAIT)
-            except Exception as error:
-                self._store_error(error)
-                await backoff.wait()
+                outcome = await self._work(held)
             finally:
-                self._idle.discard(scope)
+                self._exchange.finish(held, outcome)
 
-    async def _work(
-        self, unit: Unit, slot: str, cached: tuple[str, bytes] | None
-    ) -> tuple[str, bytes] | None:
-        """Recognise ``unit`` and complete it; returns the file kept for the next unit."""
-        if cached is None or cached[0] != unit.file_key:
-            cached = None if unit.data is None else (unit.file_key, unit.data)
-        held = _Held(unit)
-        self._held[unit.uid] = held
-        if unit.uid in self._recent or f"j:{unit.job_id}" in self._recent:
-            held.scope.cancel()  # cancelled before we knew we held it
+    async def _work(self, held: Held) -> bytes | None:
+        """Recognise a unit; returns its outcome (None: it was cancelled)."""
+        unit = held.unit
+        data = self._exchange.file_bytes(unit)
         finished = False
         try:
             with held.scope:
-                if cached is None:
+                if data is None:
                     outcome = encode_error(
                         OCRError("ocr_failed", "the file's bytes are no longer in the store")
                     )
                 else:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._renew, held, slot)
-                        outcome = await self._recognize(cached[1], unit.request)
-                        nursery.cancel_scope.cancel()
+                    outcome = await self._recognize(data, unit.request)
             finished = True
         finally:
-            del self._held[unit.uid]
             if not finished:
-                await self._release(unit, slot)  # stopping: hand it back
-        if held.scope.cancelled_caught:
+                await self._release(unit)  # stopping: hand it back
+        if held.scope.cancelled_caught or held.scope.cancel_called:
             self._counts.cancelled += 1
-            return cached
-        await self._complete(unit, slot, outcome)
-        return cached
+            return None
+        return outcome
 
-    async def _release(self, unit: Unit, slot: str) -> None:
+    async def _release(self, unit: Unit) -> None:
         # Stopping mid-unit: hand it back so another worker takes it at once rather than
         # after its lease, and this try does not count.
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             try:
-                await self.queue.release(unit, slot)
+                if await self.queue.release(unit, self.worker_id):
+                    self._counts.handed_back += 1
             except Exception as error:
                 self._store_error(error)
-
-    async def _complete(self, unit: Unit, slot: str, outcome: bytes) -> None:
-        backoff = _Backoff()
-        # Up to a lease's time: past it the unit is another worker's, or failed.
-        with trio.move_on_after(max(self.queue.lease, 1.0)):
-            while True:
-                try:
-                    delivered = await self.queue.complete(unit, slot, outcome)
-                    break
-                except Exception as error:
-                    self._store_error(error)
-                await backoff.wait()
-            if not delivered:
-                return
-            if b'"error"' in outcome[:10]:
-                self._counts.failed += 1
-            else:
-                self._counts.done += 1
-
-    async def _renew(self, held: _Held, slot: str) -> NoReturn:
-        while True:
-            await trio.sleep(self.queue.lease / 3)
-            try:
-                still_ours = await self.queue.renew(held.unit, slot)
-            except Exception as error:
-                self._store_error(error)
-                continue
-            if not still_ours:
-                held.scope.cancel()  # cancelled, or taken over: stop at once
 
     async def _recognize(self, data: bytes, request: PageRequest) -> bytes:
         with trio.move_on_after(self._timeout):
@@ -331,19 +249,10 @@ class RedisWorkers:
         self._counts.store_errors += 1
         logger.warning("Redis: %s", describe_error(error))
 
-    def _cancelled(self, name: str) -> None:
-        self._recent[name] = None
-        while len(self._recent) > _RECENT:
-            self._recent.popitem(last=False)
-        kind, _, value = name.partition(":")
-        for held in self._held.values():
-            if (held.unit.uid if kind == "u" else held.unit.job_id) == value:
-                held.scope.cancel()
-
     async def _listen(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        backoff = _Backoff()
+        backoff = Backoff()
         while True:
             try:
                 try:
@@ -356,7 +265,7 @@ class RedisWorkers:
                         async for message in pubsub:
                             data = message["data"]
                             name = data.decode() if isinstance(data, bytes) else str(data)
-                            self._cancelled(name)
+                            self._exchange.cancel(name)
                 except* anyio.ClosedResourceError:
                     # coredis's subscriber, cancelled, unsubscribes on the connection it
                     # has just closed; a closed connection otherwise means "reconnect".
@@ -393,7 +302,7 @@ async def run_redis_workers(
     """
     assert settings.redis_url is not None
     async with (
-        open_store(settings.redis_url, blocking_slack=_IDLE_WAIT + 1) as client,
+        open_store(settings.redis_url, blocking_slack=IDLE_WAIT + 1) as client,
         trio_parallel.open_worker_context(
             idle_timeout=math.inf,
             init=partial(
