@@ -23,6 +23,7 @@ from ocrstream.cli import main
 from ocrstream.core.errors import OCRError
 from ocrstream.engines.worker import PageRequest
 from ocrstream.http.worker_http import serve_worker_http
+from ocrstream.service.redis import exchange
 from ocrstream.service.redis.connection import open_redis
 from ocrstream.service.redis.queue import LOST_MESSAGE, NewUnit, OCRQueue
 from ocrstream.service.redis.wire import decode_outcome
@@ -190,10 +191,13 @@ async def test_past_the_grace_a_stopping_worker_hands_its_page_back_without_usin
 
 
 async def test_a_unit_taken_ahead_goes_back_to_the_queue_when_the_one_before_it_is_long(
-    redis_server: RedisServer, nursery: trio.Nursery
+    redis_server: RedisServer, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Behind short units a worker takes units ahead of its slots; one left waiting behind
     # a long unit goes back (its try not counted) and another worker reads it at once.
+    # "Short" is made 0.5 s here (20 ms in service): on a loaded machine one fake page's
+    # process call can pass 20 ms, and the worker would rightly stop taking ahead.
+    monkeypatch.setattr(exchange, "_AHEAD_WAIT", 0.5)
     settings = _settings(redis_server, ocr_workers=1, ocr_attempts=1)
     first = await nursery.start(partial(run_redis_workers, settings))
     async with open_redis(redis_server.url) as client:
