@@ -114,9 +114,13 @@ async def test_a_failed_write_is_not_kept_and_leaves_the_store_working(
 
 
 async def test_closing_removes_everything_even_with_files_kept(tmp_path: Path) -> None:
-    files = OriginalFiles(tmp_path)
+    descriptors = len(os.listdir("/proc/self/fd"))
+    files = OriginalFiles(tmp_path, segment_size=10)
     assert await files.save("j", 0, b"bytes")
+    assert await files.save("k", 0, b"more bytes")  # seals the first, which still holds j
+    assert files.segments() == 2
     files.close()
+    assert len(os.listdir("/proc/self/fd")) == descriptors, "every segment's fd closed"
     assert not files.directory.exists()
     assert not await files.save("j", 1, b"more")
     assert await files.load("j", 0) is None

@@ -72,6 +72,8 @@ class OriginalFiles:
         self._segment_size = segment_size
         self._numbers = 0
         self._current: _Segment | None = None
+        # Every segment whose descriptor is open, by number (until run() deletes it).
+        self._open: dict[int, _Segment] = {}
         self._files: dict[str, dict[int, _Extent]] = {}
         self._doomed: list[_Segment] = []
         self._doomed_added = trio.Event()
@@ -152,18 +154,18 @@ class OriginalFiles:
             await self._doomed_added.wait()
             self._doomed_added = trio.Event()
             doomed, self._doomed = self._doomed, []
+            for segment in doomed:
+                del self._open[segment.number]
             await trio.to_thread.run_sync(self._delete, doomed)
 
     def close(self) -> None:
         """Remove the directory and everything in it (blocking; at shutdown)."""
         self._closed = True
         self._files.clear()
-        segments = {*self._doomed}
-        if self._current is not None:
-            segments.add(self._current)
-        self._current, self._doomed = None, []
-        for segment in segments:
+        for segment in self._open.values():  # sealed ones still holding files too
             _close_fd(segment)
+        self._open.clear()
+        self._current, self._doomed = None, []
         shutil.rmtree(self.directory, ignore_errors=True)
 
     # Bookkeeping, all on the Trio thread -----------------------------------------------
@@ -178,7 +180,7 @@ class OriginalFiles:
             self._numbers += 1
             path = self.directory / f"{self._numbers}.seg"
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            segment = self._current = _Segment(self._numbers, fd)
+            segment = self._current = self._open[self._numbers] = _Segment(self._numbers, fd)
         extent = _Extent(segment, segment.end, size)
         segment.end += size
         segment.kept += 1
