@@ -207,16 +207,17 @@ class RedisStore:
         its own firehose readers then get them without the trip back through the tail.
         The first that is not (or a retry's 0) stops this: the tail brings the rest, in
         order, and skips what is already in the ring."""
-        published = False
         for envelope, ring_id in zip(batch, ring_ids, strict=True):
             if self._ring_next is None or ring_id != self._ring_next:
                 break
-            self._broadcaster.publish_frame(ring_id, encode_event(envelope))
-            self._ring_next = ring_id + 1
+            self._into_ring(ring_id, encode_event(envelope))
             self.firehose_direct += 1
-            published = True
-        if published:
-            self._changed(None)
+
+    def _into_ring(self, ring_id: int, frame: bytes) -> None:
+        """Put one shared firehose frame into the local ring and wake its readers."""
+        self._broadcaster.publish_frame(ring_id, frame)
+        self._ring_next = ring_id + 1
+        self._changed(None)
 
     async def _append(self, batch: list[Envelope]) -> list[int]:
         appends = []
@@ -275,9 +276,7 @@ class RedisStore:
         """One firehose entry for the local ring (unless this instance put it there
         already, see _ring_directly) and, if it mirrors the job, its mirror."""
         if self._ring_next is None or entry.ring_id >= self._ring_next:
-            self._broadcaster.publish_frame(entry.ring_id, entry.frame)
-            self._ring_next = entry.ring_id + 1
-            self._changed(None)
+            self._into_ring(entry.ring_id, entry.frame)
         handle = self._mirrors.get(entry.job_id)
         if handle is None or handle.record.finished:
             return
