@@ -198,6 +198,18 @@ async def test_a_unit_taken_ahead_goes_back_to_the_queue_when_the_one_before_it_
     # "Short" is made 0.5 s here (20 ms in service): on a loaded machine one fake page's
     # process call can pass 20 ms, and the worker would rightly stop taking ahead.
     monkeypatch.setattr(exchange, "_AHEAD_WAIT", 0.5)
+    # And the slot starts the long unit a while after it was taken, as on a loaded
+    # machine: the round trip that hands "short" back must not take it again (it did).
+    next_unit = exchange.Exchange.next_unit
+
+    async def late_start(self: exchange.Exchange) -> exchange.Held | None:
+        held = await next_unit(self)
+        if held is not None and held.unit.uid == "long":
+            await trio.sleep(0.25)
+            held.started = trio.current_time()
+        return held
+
+    monkeypatch.setattr(exchange.Exchange, "next_unit", late_start)
     settings = _settings(redis_server, ocr_workers=1, ocr_attempts=1)
     first = await nursery.start(partial(run_redis_workers, settings))
     async with open_redis(redis_server.url) as client:

@@ -339,6 +339,11 @@ class Exchange:
         now = trio.current_time()
         if self._taking:
             stale = [held for held in self._ahead if now - held.taken >= _AHEAD_WAIT]
+            if stale:
+                # The units running turned out long: no more are taken ahead until one is
+                # recognised (else this very round trip could take them back, the running
+                # ones having started a moment after they were taken).
+                self._unit_time = max(self._unit_time, _AHEAD_WAIT)
         else:
             stale = list(self._ahead)
         for held in stale:
