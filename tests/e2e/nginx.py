@@ -12,16 +12,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tests.e2e.served import free_port, listening_process
+from tests.e2e.served import free_port, listening_process, open_listening_process
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
-__all__ = ["NGINX", "readme_server_block", "running_nginx"]
+__all__ = ["NGINX", "open_nginx", "readme_server_block", "running_nginx"]
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -52,9 +52,9 @@ def readme_server_block() -> str:
     return match.group(1)
 
 
-@contextmanager
-def running_nginx(upstream_port: int, prefix: Path) -> Iterator[str]:
-    """nginx with README's block, proxying to ``upstream_port``; yields its base URL."""
+def _configure(upstream_port: int, prefix: Path) -> tuple[list[str], int]:
+    """nginx's command line with README's block, proxying to ``upstream_port``, under
+    ``prefix``; and the port it will listen on."""
     block = readme_server_block()
     assert "listen 80;" in block
     assert "proxy_pass http://127.0.0.1:8000;" in block
@@ -67,8 +67,25 @@ def running_nginx(upstream_port: int, prefix: Path) -> Iterator[str]:
     os.chmod(prefix, 0o777)
     config = prefix / "nginx.conf"
     config.write_text(_MAIN.format(prefix=prefix, server=block), encoding="utf-8")
-    command = [NGINX, "-p", str(prefix), "-c", str(config), "-e", str(prefix / "error.log")]
+    return [NGINX, "-p", str(prefix), "-c", str(config), "-e", str(prefix / "error.log")], port
+
+
+@contextmanager
+def running_nginx(upstream_port: int, prefix: Path) -> Iterator[str]:
+    """nginx with README's block, proxying to ``upstream_port``; yields its base URL
+    (for synchronous tests; Trio tests use :func:`open_nginx`)."""
+    command, port = _configure(upstream_port, prefix)
     with listening_process(
+        command, env=dict(os.environ), log=prefix / "nginx.out", port=port
+    ) as nginx:
+        yield nginx.url
+
+
+@asynccontextmanager
+async def open_nginx(upstream_port: int, prefix: Path) -> AsyncIterator[str]:
+    """:func:`running_nginx` for Trio tests (it never blocks their event loop)."""
+    command, port = _configure(upstream_port, prefix)
+    async with open_listening_process(
         command, env=dict(os.environ), log=prefix / "nginx.out", port=port
     ) as nginx:
         yield nginx.url

@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from tests.e2e.conftest import BOUNDARY, MULTIPART, decode_stream, post_raw
-from tests.e2e.served import listening_process
+from tests.e2e.served import open_listening_process
 from tests.images import Upload, multipart_body, scripted_png
 from tests.ordering import check_stream
 from tests.redis_server import RedisServer, redis_server, requires_redis
@@ -309,7 +309,7 @@ async def test_watchers_of_a_lost_instance_get_instance_lost_within_its_lease(
         "{port}",
     ]
     process_env = {k: v for k, v in os.environ.items() if not k.startswith("OCRSTREAM_")} | env
-    with listening_process(command, env=process_env, log=tmp_path / "a.log") as a:
+    async with open_listening_process(command, env=process_env, log=tmp_path / "a.log") as a:
         body = multipart_body([Upload(scripted_png("SLEEP:60 never"), "slow.png")], BOUNDARY)
         async with client.stream(
             "POST", f"{a.url}/api/ocr", content=body, headers={"Content-Type": MULTIPART}
@@ -472,7 +472,7 @@ async def test_instances_without_workers_have_their_pages_read_by_ocrstream_work
         "OCRSTREAM_OCR_WORKERS": "2",
     }
     command = [sys.executable, "-m", "ocrstream", "worker", "--metrics-port", "{port}"]
-    with listening_process(command, env=env, log=tmp_path / "worker.log") as worker:
+    async with open_listening_process(command, env=env, log=tmp_path / "worker.log") as worker:
         assert (await client.get(f"{worker.url}/healthz")).status_code == 200
         parts = [
             Upload(scripted_png(f"SLEEP:0.3 PID {index}"), f"{index}.png") for index in range(4)

@@ -20,7 +20,7 @@ from tests.e2e.conftest import (
     raw_request,
     read_until,
 )
-from tests.e2e.nginx import NGINX, running_nginx
+from tests.e2e.nginx import NGINX, open_nginx
 from tests.images import Upload, multipart_body, noisy_png, scripted_png
 from tests.ordering import check_stream
 from tests.sse_reading import SSEDecoder
@@ -51,7 +51,7 @@ async def test_large_uploads_complete(
     assert len(photo) > 9_500_000
     many = [Upload(noisy_png((400, 400), seed), f"page-{seed}.png") for seed in range(20)]
     assert all(len(upload.data) > 450_000 for upload in many)
-    with running_nginx(server.port, tmp_path / "nginx") as url:
+    async with open_nginx(server.port, tmp_path / "nginx") as url:
         for parts in ([Upload(photo, "photo.png")], many):
             response, events, _ = await post_events(http, url, multipart_body(parts))
             assert response.status_code == 200
@@ -68,7 +68,7 @@ async def test_events_arrive_live(
     server = await start_server(ocr_engine="fake", ocr_workers=1)
     parts = [Upload(scripted_png(f"file {i} SLEEP:0.4"), f"{i}.png") for i in range(3)]
     received: list[tuple[float, dict[str, Any]]] = []
-    with running_nginx(server.port, tmp_path / "nginx") as url:
+    async with open_nginx(server.port, tmp_path / "nginx") as url:
         decoder = SSEDecoder()
         async with http.stream(
             "POST",
@@ -95,7 +95,7 @@ async def test_a_client_that_leaves_cancels_its_job(
 ) -> None:
     server = await start_server(ocr_engine="fake", ocr_workers=1)
     body = multipart_body([Upload(scripted_png("SLEEP:30"), "slow.png")])
-    with running_nginx(server.port, tmp_path / "nginx") as url:
+    async with open_nginx(server.port, tmp_path / "nginx") as url:
         port = int(url.rsplit(":", 1)[1])
         stream = await raw_request(port, head(len(body)), body)
         async with stream:  # leaves once its file's OCR has started
@@ -111,7 +111,7 @@ async def test_a_watcher_resumes_with_last_event_id(
     server: LiveServer, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     body = multipart_body([Upload(noisy_png((40, 40), i), f"{i}.png") for i in range(2)])
-    with running_nginx(server.port, tmp_path / "nginx") as url:
+    async with open_nginx(server.port, tmp_path / "nginx") as url:
         response, uploaded, _ = await post_events(http, url, body)
         location = response.headers["location"]
         resumed = await http.get(f"{url}{location}/events", headers={"Last-Event-ID": "2"})
