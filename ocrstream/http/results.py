@@ -25,6 +25,7 @@ from ocrstream.core.errors import (
 )
 from ocrstream.core.exports import EXPORT_FORMATS, content_disposition, to_alto, to_hocr, to_text
 from ocrstream.http.problems import json_bytes
+from ocrstream.http.state import store_answers
 from ocrstream.service.documents import DocumentWorkerFailed
 
 if TYPE_CHECKING:
@@ -59,7 +60,8 @@ async def _recognised(state: ServiceState, handle: Job, file_index: int) -> Docu
     document = handle.document(file_index)
     if document is None and state.store is not None and result.status == "recognised":
         # Another instance's job: its owner stored the pages in the shared store.
-        document = await state.store.document(handle.job_id, file_index)
+        with store_answers(f"reading file {file_index} of job {handle.job_id}"):
+            document = await state.store.document(handle.job_id, file_index)
     if document is not None:
         return document
     if handle.record.finished:
@@ -102,7 +104,8 @@ async def _searchable_pdf(state: ServiceState, handle: Job, document: Document) 
     if state.store is not None:
         # Made once by the job's owner when the file was recognised (file bytes do not
         # stay in the shared store).
-        return await state.store.searchable_pdf(handle.job_id, document.file_index)
+        with store_answers(f"reading the PDF of file {document.file_index} of {handle.job_id}"):
+            return await state.store.searchable_pdf(handle.job_id, document.file_index)
     original = await handle.original(document.file_index)
     if original is None or state.documents is None:
         logger.warning("no bytes kept for file %d of job %s", document.file_index, handle.job_id)

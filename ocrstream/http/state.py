@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import trio
 from quart_trio import QuartTrio
 
 from ocrstream.core.errors import ServiceBusy
 from ocrstream.http.connection import OCRRequest, RequestConnection
+from ocrstream.service.redis.connection import describe_error
+from ocrstream.service.redis.queue import is_store_error
 
 if TYPE_CHECKING:
-    import trio
+    from collections.abc import Iterator
 
     from ocrstream.core.config import Settings
     from ocrstream.http.fanout import FanOut
@@ -22,7 +27,28 @@ if TYPE_CHECKING:
     from ocrstream.service.metrics import Metrics
     from ocrstream.service.redis.store import RedisStore
 
-__all__ = ["OCRStreamApp", "ServiceState"]
+__all__ = ["OCRStreamApp", "ServiceState", "store_answers"]
+
+logger = logging.getLogger(__name__)
+
+_UNREACHABLE = "the shared store (Redis) is unreachable; retry shortly"
+
+
+@contextmanager
+def store_answers(what: str) -> Iterator[None]:
+    """A request's calls to the shared store: Redis not answering (refused, reset, or
+    past its timeout) refuses the request, logged with ``what`` was asked.
+
+    Raises:
+        ServiceBusy: with a ``Retry-After`` (SPEC: 503 while the store is unreachable).
+    """
+    try:
+        yield
+    except Exception as error:
+        if not (is_store_error(error) or isinstance(error, trio.TooSlowError)):
+            raise
+        logger.warning("%s: the store did not answer: %s", what, describe_error(error))
+        raise ServiceBusy(_UNREACHABLE, retry_after=2) from None
 
 
 @dataclass(slots=True)
@@ -109,9 +135,7 @@ class ServiceState:
             ServiceBusy: with a ``Retry-After``.
         """
         if self.store is not None and not self.store.ready:
-            raise ServiceBusy(
-                "the shared store (Redis) is unreachable; retry shortly", retry_after=2
-            )
+            raise ServiceBusy(_UNREACHABLE, retry_after=2)
 
     async def find_job(self, job_id: str) -> JobHandle | None:
         """The job, wherever it runs (with REDIS_URL set, from any instance); None when
@@ -124,12 +148,8 @@ class ServiceState:
         handle = self.registry.get(job_id)
         if handle is not None or self.store is None:
             return handle
-        try:
+        with store_answers(f"looking up job {job_id}"):
             return await self.store.lookup(job_id)
-        except Exception:
-            raise ServiceBusy(
-                "the shared store (Redis) is unreachable; retry shortly", retry_after=2
-            ) from None
 
     def release_stream_slot(self) -> None:
         """One stream closed."""

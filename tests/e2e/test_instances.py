@@ -405,6 +405,35 @@ async def test_a_paused_redis_is_unreachable_and_service_resumes_with_it(
     assert _frames(watched.content) == _frames(raw)
 
 
+async def test_an_export_whose_store_read_times_out_answers_503_and_then_works(
+    start_server: StartServer,
+    client: httpx.AsyncClient,
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Redis stops answering after B last checked it: B's read of A's stored pages times
+    # out (2 s) and the export is refused as SPEC says (503, Retry-After), not a 500.
+    a = await _instance(start_server, redis_server)
+    b = await _instance(start_server, redis_server)
+    events = decode_stream(await _upload(client, a, [Upload(scripted_png("Kept 5"), "k.png")]))
+    url = f"{b.url}/api/ocr/{events[0]['job_id']}"
+    assert (await client.get(url)).status_code == 200  # B mirrors the job now
+    redis_server.pause()
+    try:
+        refused = await client.get(f"{url}/files/0?format=txt")
+    finally:
+        redis_server.resume()
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"] == "2"
+    assert refused.json()["code"] == "service_busy"
+    assert f"reading file 0 of job {events[0]['job_id']}: the store did not answer" in caplog.text
+    store = b.app.state.store
+    assert store is not None
+    await wait_until(lambda: store.ready, timeout=15, what="the store back")
+    answered = await client.get(f"{url}/files/0?format=txt")
+    assert (answered.status_code, answered.text) == (200, "Kept 5")
+
+
 async def test_a_password_in_redis_url_is_used_and_never_shown(
     start_server: StartServer,
     client: httpx.AsyncClient,
