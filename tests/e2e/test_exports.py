@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
 from typing import TYPE_CHECKING, Any
 
 import pikepdf
@@ -35,11 +34,11 @@ HOSTILE_NAME = "a<b>&c é.png"
 HOSTILE_TEXT = 'Total <b> & "9.99" é'
 
 
-def _pdftotext(data: bytes) -> str:
+async def _pdftotext(data: bytes) -> str:
     binary = shutil.which("pdftotext")
     assert binary is not None, "pdftotext (Debian's poppler-utils) is installed by .ci/run"
-    done = subprocess.run(
-        [binary, "-enc", "UTF-8", "-", "-"], input=data, capture_output=True, check=True
+    done = await trio.run_process(
+        [binary, "-enc", "UTF-8", "-", "-"], stdin=data, capture_stdout=True, capture_stderr=True
     )
     return done.stdout.decode("utf-8")
 
@@ -123,7 +122,7 @@ async def test_every_format_of_a_born_digital_pdf(
             list(page.mediabox) for page in before.pages
         ]
     # The pages were read from their layers: the text is there once, not twice.
-    extracted = _pdftotext(searchable.content)
+    extracted = await _pdftotext(searchable.content)
     assert extracted.count("Invoice number 2024-117") == 1
 
 
@@ -140,7 +139,7 @@ async def test_a_scanned_pdf_becomes_searchable(
         assert len(after.pages) == 6
     # The original layer and the added one: each text twice (once per copy of the
     # layer), in every one of the two copies of the document.
-    assert _pdftotext(searchable).count("Landscape page two") == 4
+    assert (await _pdftotext(searchable)).count("Landscape page two") == 4
 
 
 async def test_an_image_becomes_a_searchable_pdf_page_of_its_pixels(
@@ -157,11 +156,11 @@ async def test_an_image_becomes_a_searchable_pdf_page_of_its_pixels(
     with pikepdf.open(io.BytesIO(photo)) as pdf:
         assert len(pdf.pages) == 1
         assert [float(value) for value in pdf.pages[0].mediabox] == [0, 0, 400, 200]
-    assert _pdftotext(photo).split() == ["Invoice", "42", "Total", "9.99"]
+    assert (await _pdftotext(photo)).split() == ["Invoice", "42", "Total", "9.99"]
     fax = (await _export(client, server, job_id, 1, "pdf")).content
     with pikepdf.open(io.BytesIO(fax)) as pdf:
         assert len(pdf.pages) == 2
-    assert _pdftotext(fax).split() == ["first", "frame", "second", "frame"]
+    assert (await _pdftotext(fax)).split() == ["first", "frame", "second", "frame"]
 
 
 async def test_a_hostile_name_and_text_survive_every_format(
@@ -180,7 +179,7 @@ async def test_a_hostile_name_and_text_survive_every_format(
     contents = [s.get("CONTENT") or "" for s in alto.findall(f".//{ALTO}String")]
     assert " ".join(contents) == HOSTILE_TEXT
     searchable = await _export(client, server, job_id, 0, "pdf")
-    assert _pdftotext(searchable.content).strip() == HOSTILE_TEXT
+    assert (await _pdftotext(searchable.content)).strip() == HOSTILE_TEXT
     disposition = searchable.headers["Content-Disposition"]
     assert disposition.startswith("attachment; filename=")
     assert "filename*=UTF-8''" in disposition
