@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ocrstream.service.redis.connection import key
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     import coredis
-    import coredis.patterns.pipeline
     from coredis.response.types import StreamEntry
 
 __all__ = [
@@ -49,46 +48,53 @@ __all__ = [
 #: vanished is normally ended with ``instance_lost`` long before).
 RUNNING_TTL_SECONDS = 24 * 3600
 
-# KEYS: job events, firehose, firehose seq, job hash, owner's running set, the job's other
-#       keys (a set: its results)
-# ARGV: seq, frame, firehose maxlen, job id, now (us), terminal (0/1), result ttl (ms),
-#       running ttl (ms), created_at, owner
+# A batch of events in one call (one round trip, in order).
+# KEYS: firehose, firehose seq; then per event: job events, job hash, owner's running
+#       set, the job's other keys (a set: its results)
+# ARGV: firehose maxlen, now (us), result ttl (ms), running ttl (ms); then per event:
+#       seq, frame, job id, terminal (0/1), created_at, owner
+# Returns each event's firehose id (0: it was there already).
 PUBLISH = """
-local seq = tonumber(ARGV[1])
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if last[1] then
-  local dash = string.find(last[1][1], '-')
-  if tonumber(string.sub(last[1][1], dash + 1)) >= seq + 1 then
-    return 0
+local ids = {}
+for i = 0, (#KEYS - 2) / 4 - 1 do
+  local events, job, running, others = KEYS[3 + 4 * i], KEYS[4 + 4 * i], KEYS[5 + 4 * i],
+    KEYS[6 + 4 * i]
+  local seq, frame, job_id, terminal, created_at, owner = tonumber(ARGV[5 + 6 * i]),
+    ARGV[6 + 6 * i], ARGV[7 + 6 * i], ARGV[8 + 6 * i], ARGV[9 + 6 * i], ARGV[10 + 6 * i]
+  local n = 0
+  local last = redis.call('XREVRANGE', events, '+', '-', 'COUNT', 1)
+  local dash = last[1] and string.find(last[1][1], '-')
+  if not last[1] or tonumber(string.sub(last[1][1], dash + 1)) < seq + 1 then
+    n = redis.call('INCR', KEYS[2])
+    if n == 1 then
+      -- A new (or emptied) Redis: number from the wall clock in microseconds, so ids
+      -- stay above any this service handed out before.
+      n = tonumber(ARGV[2])
+      redis.call('SET', KEYS[2], ARGV[2])
+    end
+    -- string.format: Lua would write a number this large as 1.7e+15
+    redis.call('XADD', events, string.format('0-%d', seq + 1), 'f', frame)
+    redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], string.format('%d-0', n),
+      'f', frame, 'j', job_id, 's', seq)
+    redis.call('HSETNX', job, 'created_at', created_at)
+    redis.call('HSETNX', job, 'owner', owner)
+    if terminal == '1' then
+      redis.call('PEXPIRE', events, ARGV[3])
+      redis.call('PEXPIRE', job, ARGV[3])
+      redis.call('SREM', running, job_id)
+      for _, other in ipairs(redis.call('SMEMBERS', others)) do
+        redis.call('PEXPIRE', other, ARGV[3])
+      end
+      redis.call('PEXPIRE', others, ARGV[3])
+    else
+      redis.call('PEXPIRE', events, ARGV[4])
+      redis.call('PEXPIRE', job, ARGV[4])
+      redis.call('SADD', running, job_id)
+    end
   end
+  ids[i + 1] = n
 end
-local n = redis.call('INCR', KEYS[3])
-if n == 1 then
-  -- A new (or emptied) Redis: number from the wall clock in microseconds, so ids stay
-  -- above any this service handed out before.
-  n = tonumber(ARGV[5])
-  redis.call('SET', KEYS[3], ARGV[5])
-end
--- string.format: Lua would write a number this large as 1.7e+15
-redis.call('XADD', KEYS[1], string.format('0-%d', seq + 1), 'f', ARGV[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], string.format('%d-0', n),
-  'f', ARGV[2], 'j', ARGV[4], 's', ARGV[1])
-redis.call('HSETNX', KEYS[4], 'created_at', ARGV[9])
-redis.call('HSETNX', KEYS[4], 'owner', ARGV[10])
-if ARGV[6] == '1' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[7])
-  redis.call('PEXPIRE', KEYS[4], ARGV[7])
-  redis.call('SREM', KEYS[5], ARGV[4])
-  for _, other in ipairs(redis.call('SMEMBERS', KEYS[6])) do
-    redis.call('PEXPIRE', other, ARGV[7])
-  end
-  redis.call('PEXPIRE', KEYS[6], ARGV[7])
-else
-  redis.call('PEXPIRE', KEYS[1], ARGV[8])
-  redis.call('PEXPIRE', KEYS[4], ARGV[8])
-  redis.call('SADD', KEYS[5], ARGV[4])
-end
-return n
+return ids
 """
 
 
@@ -185,42 +191,25 @@ class RedisEventLog:
         return ring_id
 
     async def append_many(self, appends: Sequence[Append]) -> list[int]:
-        """Append frames in order, in one round trip (a pipeline of the script);
-        returns their firehose ids (0 for one that was there already)."""
-        async with self._client.pipeline(transaction=False) as pipe:
-            requests = [self._call(item, pipe) for item in appends]
-        results: list[int] = []
-        for request in requests:
-            result: object = await request
-            assert isinstance(result, int)
-            results.append(result)
-        return results
-
-    def _call(self, item: Append, pipe: coredis.patterns.pipeline.Pipeline[bytes]) -> Any:
-        job_id, seq, frame, terminal, owner, created_at = item
-        return self._publish(
-            client=pipe,
-            keys=[
-                job_events_key(job_id),
-                firehose_key(),
-                key("firehose", "seq"),
-                job_key(job_id),
-                running_key(owner),
-                job_results_key(job_id),
-            ],
-            args=[
-                seq,
-                frame,
-                self._event_buffer,
-                job_id,
-                time.time_ns() // 1000,
-                "1" if terminal else "0",
-                self._result_ttl_ms,
-                self._running_ttl_ms,
-                created_at,
-                owner,
-            ],
-        )
+        """Append frames in order, in one round trip (one call of the script); returns
+        their firehose ids (0 for one that was there already)."""
+        if not appends:
+            return []
+        keys: list[str] = [firehose_key(), key("firehose", "seq")]
+        args: list[str | bytes | int] = [
+            self._event_buffer,
+            time.time_ns() // 1000,
+            self._result_ttl_ms,
+            self._running_ttl_ms,
+        ]
+        for job_id, seq, frame, terminal, owner, created_at in appends:
+            keys += [job_events_key(job_id), job_key(job_id), running_key(owner)]
+            keys.append(job_results_key(job_id))
+            args += [seq, frame, job_id, "1" if terminal else "0", created_at, owner]
+        ids: object = await self._publish(keys=keys, args=args)
+        assert isinstance(ids, list)
+        assert len(ids) == len(appends)
+        return [int(ring_id) for ring_id in ids]
 
     async def keep_result(self, job_id: str, file_index: int, kind: str, data: bytes) -> None:
         """Store a recognised file's result; it expires with its job."""
