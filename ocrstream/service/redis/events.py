@@ -203,8 +203,12 @@ class RedisEventLog:
             self._running_ttl_ms,
         ]
         for job_id, seq, frame, terminal, owner, created_at in appends:
-            keys += [job_events_key(job_id), job_key(job_id), running_key(owner)]
-            keys.append(job_results_key(job_id))
+            keys += [
+                job_events_key(job_id),
+                job_key(job_id),
+                running_key(owner),
+                job_results_key(job_id),
+            ]
             args += [seq, frame, job_id, "1" if terminal else "0", created_at, owner]
         ids: object = await self._publish(keys=keys, args=args)
         assert isinstance(ids, list)
