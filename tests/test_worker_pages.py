@@ -1,14 +1,19 @@
 """One page of a file in the worker: a TIFF frame turned upright by its own EXIF
-orientation, an image's stored resolution as the page's dpi."""
+orientation (an upright page's pixels never copied), an image's stored resolution as the
+page's dpi."""
 
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 from PIL import Image, TiffImagePlugin
 
 from ocrstream.engines.worker import PageRequest, recognize_page
 from tests.images import scripted_png
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def _tiff_with_orientations(orientations: list[int]) -> bytes:
@@ -32,6 +37,23 @@ def test_each_tiff_frame_is_turned_upright_by_its_own_orientation() -> None:
     assert [(page.width, page.height) for page in pages] == [(60, 20), (20, 60), (60, 20)]
     assert [page.text for page in pages] == ["frame 0", "frame 1", "frame 2"]
     assert [page.page_index for page in pages] == [0, 1, 2]
+
+
+def test_an_upright_pages_pixels_are_not_copied(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pillow's exif_transpose returns a copy of an image it does not turn: for a scan at
+    # 600 dpi, 100 MB more at the worker's peak for nothing.
+    copies: list[tuple[int, int]] = []
+    copy = Image.Image.copy
+
+    def counted(image: Image.Image) -> Image.Image:
+        copies.append(image.size)
+        return copy(image)
+
+    monkeypatch.setattr(Image.Image, "copy", counted)
+    page = recognize_page("fake", scripted_png("upright"))
+    assert (page.text, copies) == ("upright", [])
+    turned = recognize_page("fake", _tiff_with_orientations([6]), PageRequest(format="TIFF"))
+    assert (turned.width, turned.height) == (20, 60)
 
 
 def test_an_images_stored_resolution_is_its_pages_dpi() -> None:

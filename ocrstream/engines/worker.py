@@ -126,10 +126,12 @@ def recognize_page(name: str, data: bytes, request: PageRequest | None = None) -
             from ocrstream.engines.fake import TEXT_KEY
 
             info.setdefault(TEXT_KEY, str(getattr(opened, "tag_v2", {}).get(270, "")))
-        upright = ImageOps.exif_transpose(opened)
-        upright.info.update(info)
-        text = _recognize(name, upright)
-        return _ocr_page(text, upright, request.page_index, dpi=_stored_dpi(info.get("dpi")))
+        # In place: turned only when its EXIF says so (else Pillow would copy every page's
+        # pixels, doubling the worker's peak memory for nothing).
+        ImageOps.exif_transpose(opened, in_place=True)
+        opened.info.update(info)
+        text = _recognize(name, opened)
+        return _ocr_page(text, opened, request.page_index, dpi=_stored_dpi(info.get("dpi")))
 
 
 def _pdf_page(name: str, data: bytes, request: PageRequest) -> Page:
