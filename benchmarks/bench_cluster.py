@@ -33,6 +33,8 @@ Ctrl-C). Four measurements, each against a baseline measured in the same run:
    its 1,000 readers split 500 on A and 500 on B, every job uploaded on A (B's readers
    get only other-instance events: the hard case); the baseline, same run: 1,000
    readers on one ``ocrstream serve`` without Redis. Goal: no worse than one instance.
+   Also, to tell the Redis path's cost from the split's: the same 1,000 readers on one
+   instance with REDIS_URL (every firehose event through Redis, no second instance).
 
 The client's cyclic GC is off during each fan-out window (as in ``bench_fanout.py``).
 
@@ -466,7 +468,9 @@ def _report_queue(results: list[QueueResult], embedded: list[float], units: int)
     print()
 
 
-def _report_watch(idle: WatchResult, split: WatchResult, single: WatchResult) -> None:
+def _report_watch(
+    idle: WatchResult, split: WatchResult, single: WatchResult, on_redis: WatchResult
+) -> None:
     hop_idle, missing_idle = _hop_ms(idle)
     hop_loaded, missing_loaded = _hop_ms(split)
     n_a, n_b = len(split.sides[0]), len(split.sides[1])
@@ -515,6 +519,11 @@ def _report_watch(idle: WatchResult, split: WatchResult, single: WatchResult) ->
     )
     print(f"     readers on A (the uploads' instance)  {_pq(on_a)}")
     print(f"     readers on B (every event remote)     {_pq(on_b)}")
+    redis_one = _latencies_ms(on_redis.sides[0], on_redis.since)
+    print(
+        f"   where it goes: one instance on Redis, {len(on_redis.sides[0])} readers  "
+        f"{_pq(redis_one)}  (server CPU {on_redis.cpu[0] * 100:.0f}%)"
+    )
     if len(one) > 1 and len(both) > 1:
         r50 = _quantile(both, 0.5) / _quantile(one, 0.5)
         r99 = _quantile(both, 0.99) / _quantile(one, 0.99)
@@ -587,7 +596,9 @@ def _watch_parts(redis: RedisServer, scratch: Path, readers: int) -> None:
         split = trio.run(_watch, ports, pids, [half, readers - half], BURSTS, BURST_INTERVAL)
     with _serve(dict(FANOUT_ENV), scratch, "single") as (port, pid):
         single = trio.run(_watch, [port], [pid], [readers], BURSTS, BURST_INTERVAL)
-    _report_watch(idle, split, single)
+    with _serve(cluster_env, scratch, "single-on-redis") as (port, pid):
+        on_redis = trio.run(_watch, [port], [pid], [readers], BURSTS, BURST_INTERVAL)
+    _report_watch(idle, split, single, on_redis)
 
 
 if __name__ == "__main__":
