@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -246,6 +247,38 @@ async def test_small_images_are_validated_inline_and_large_ones_in_a_thread(
     for events, side in ((small_inline, 24), (large_inline, 120)):
         (success,) = (e for e in events if e["type"] == "image_validation_success")
         assert (success["data"]["width"], success["data"]["format"]) == (side, "PNG")
+
+
+class _TaskSteps(trio.abc.Instrument):
+    """Counts the steps each task takes, by the task's function name."""
+
+    def __init__(self) -> None:
+        self.steps: Counter[str] = Counter()
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[task.name.rsplit(".", 1)[-1]] += 1
+
+
+async def test_a_tasks_events_reach_the_sequencer_without_a_trip_through_the_scheduler_each() -> (
+    None
+):
+    # Three small images in one piece, OCR off: each file's task validates inline and
+    # sends its three events without yielding (one step each), and the sequencer
+    # records the job's twelve events in a few batches, not one wake-up per event
+    # (with a yield per event: 10 steps for the three file tasks, 8 for the sequencer).
+    body = multipart_body(
+        [Upload(make_image("PNG", (16, 16)), f"a{i}.png") for i in range(3)], BOUNDARY
+    )
+    counter = _TaskSteps()
+    trio.lowlevel.add_instrument(counter)
+    try:
+        _, events = await _run(body, piece=len(body))
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert len(events) == 12
+    assert check_stream(events).terminal == "processing_complete"
+    assert counter.steps["_check_file"] == 3, counter.steps
+    assert counter.steps["_sequence"] <= 4, counter.steps
 
 
 def test_files_read_inline_are_those_the_intake_keeps_in_memory() -> None:

@@ -207,6 +207,23 @@ def _with_waiting(first: Event, receive: trio.MemoryReceiveChannel[Event]) -> li
             return batch
 
 
+async def _emit(send: trio.MemorySendChannel[Event], event: Event) -> None:
+    """Send ``event`` to the sequencer, waiting only when the channel is full.
+
+    ``send.send`` yields to the scheduler after every event even when the channel has
+    room: a task step per event for the sender, and a wake-up of the sequencer per
+    event. Put without waiting, the events a task makes in one step reach the
+    sequencer together, and it records them as one batch (one wake-up of their readers);
+    the bound still holds, as a full channel makes the sender wait as before. Every
+    sender reaches a checkpoint soon after anyway (its next body chunk, its validation
+    thread, its OCR slot, or its end), so cancellation is seen no later than before.
+    """
+    try:
+        send.send_nowait(event)
+    except trio.WouldBlock:
+        await send.send(event)
+
+
 def _error_event(error: OCRStreamError) -> ProcessingError:
     return ProcessingError(error=error_info(error))
 
@@ -225,13 +242,14 @@ async def _process(
     async with trio.open_nursery() as files:
 
         async def on_file(file: ReceivedFile) -> None:
-            await send.send(
+            await _emit(
+                send,
                 ImageReceived(
                     file_index=file.index,
                     file_name=file.name,
                     size_bytes=file.size_bytes,
                     content_type=file.content_type,
-                )
+                ),
             )
             files.start_soon(partial(_check_file, file, send.clone(), tally=tally, work=work))
 
@@ -250,20 +268,22 @@ async def _process(
         else:
             if summary.file_count > 0:
                 tally.file_count = summary.file_count
-                await send.send(
-                    UploadStarted(file_count=summary.file_count, total_bytes=summary.total_bytes)
+                await _emit(
+                    send,
+                    UploadStarted(file_count=summary.file_count, total_bytes=summary.total_bytes),
                 )
                 announcement = tally.take_all_validated()
                 if announcement is not None:
-                    await send.send(announcement)
+                    await _emit(send, announcement)
     if failure is not None:
-        await send.send(_error_event(failure))
+        await _emit(send, _error_event(failure))
         timed_out = isinstance(failure, UploadTimeout)
         return DRAIN_AFTER_TIMEOUT_SECONDS if timed_out else DRAIN_SECONDS
     if tally.file_count is None:
-        await send.send(_error_event(NoFiles("the body has no part with a filename")))
+        await _emit(send, _error_event(NoFiles("the body has no part with a filename")))
         return None
-    await send.send(
+    await _emit(
+        send,
         ProcessingComplete(
             file_count=tally.file_count,
             valid_count=tally.valid,
@@ -271,7 +291,7 @@ async def _process(
             ocr_success_count=tally.ocr_success,
             ocr_error_count=tally.ocr_error,
             duration_ms=round((trio.current_time() - tally.started_at) * 1000, 3),
-        )
+        ),
     )
     return None
 
@@ -298,17 +318,17 @@ async def _check_file(
     """Validate one file, then (with OCR on) recognise it, sending each event."""
     with send:
         try:
-            await send.send(ImageValidationStart(file_index=file.index, file_name=file.name))
+            await _emit(send, ImageValidationStart(file_index=file.index, file_name=file.name))
             result = await _validate(file, work=work)
             if isinstance(result, ImageValidationSuccess):
                 tally.valid += 1
             else:
                 tally.invalid += 1
-            await send.send(result)
+            await _emit(send, result)
             tally.validated += 1
             announcement = tally.take_all_validated()
             if announcement is not None:
-                await send.send(announcement)
+                await _emit(send, announcement)
             if work.ocr is not None and isinstance(result, ImageValidationSuccess):
                 await _recognize(file, result, send, tally=tally, work=work, ocr=work.ocr)
         finally:
@@ -469,13 +489,14 @@ async def _recognize(
                 nonlocal began
                 started.set()
                 began = trio.current_time()
-                await send.send(
+                await _emit(
+                    send,
                     ImageOCRStart(
                         file_index=file.index,
                         file_name=file.name,
                         engine=ocr.engine,
                         page_count=valid.page_count,
-                    )
+                    ),
                 )
             content = await file_bytes()
             began_page = trio.current_time()
@@ -487,7 +508,8 @@ async def _recognize(
                 raise _PageFailed(page_index, error) from None
         pages[page_index] = page
         if multi_page:
-            await send.send(
+            await _emit(
+                send,
                 PageOCRSuccess(
                     file_index=file.index,
                     file_name=file.name,
@@ -499,7 +521,7 @@ async def _recognize(
                     text=page.text,
                     lines=_ocr_lines(page),
                     duration_ms=round((trio.current_time() - began_page) * 1000, 3),
-                )
+                ),
             )
 
     result: Event
@@ -539,4 +561,4 @@ async def _recognize(
             lines=tuple(line for page in ordered for line in _ocr_lines(page)),
             duration_ms=round((trio.current_time() - began) * 1000, 3),
         )
-    await send.send(result)
+    await _emit(send, result)
