@@ -232,6 +232,23 @@ async def test_silence_ends_the_upload(autojump_clock: trio.testing.MockClock) -
         assert trio.current_time() - start == pytest.approx(5)
 
 
+async def test_each_chunk_restarts_the_silence_timer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def pauses() -> AsyncGenerator[bytes]:
+        yield b"--ocrstream-test-boundary\r\nContent-Disposition: form-data; name=f; filename=a\r\n\r\n"
+        for _ in range(3):
+            await trio.sleep(4)  # under UPLOAD_TIMEOUT each time, 12 s in all
+            yield b"."
+        await trio.sleep_forever()
+
+    start = trio.current_time()
+    async with aclosing(pauses()) as chunks:
+        with pytest.raises(UploadTimeout, match="UPLOAD_TIMEOUT"):
+            await _run(chunks, upload_timeout=5, upload_deadline=30, max_file_size=10**6)
+    assert trio.current_time() - start == pytest.approx(12 + 5)
+
+
 async def test_a_trickle_is_ended_by_the_deadline(autojump_clock: trio.testing.MockClock) -> None:
     async def trickle() -> AsyncGenerator[bytes]:
         yield b"--ocrstream-test-boundary\r\nContent-Disposition: form-data; name=f; filename=a\r\n\r\n"

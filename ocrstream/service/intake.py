@@ -314,14 +314,14 @@ async def receive_upload(
     """
     parts = collector if collector is not None else PartCollector(boundary, limits=limits)
     received = 0
-    with trio.move_on_after(limits.upload_deadline) as deadline:
+    # One scope bounds both waits: its deadline is the sooner of the whole body's
+    # (UPLOAD_DEADLINE from now) and the next chunk's (UPLOAD_TIMEOUT after the last was
+    # taken in; parsing it and handing on its files takes no real time, as on_file waits
+    # only while the sequencer's channel is full). One scope, not a new one per chunk.
+    end = trio.current_time() + limits.upload_deadline
+    with trio.CancelScope(deadline=min(end, trio.current_time() + limits.upload_timeout)) as wait:
         while True:
-            with trio.move_on_after(limits.upload_timeout) as idle:
-                chunk = await anext(chunks, None)
-            if idle.cancelled_caught:
-                raise UploadTimeout(
-                    f"no body bytes for {limits.upload_timeout:g} seconds (UPLOAD_TIMEOUT)"
-                )
+            chunk = await anext(chunks, None)
             if chunk is None:
                 break
             received += len(chunk)
@@ -331,10 +331,14 @@ async def receive_upload(
                 )
             for file in parts.feed(chunk):
                 await on_file(file)
-    if deadline.cancelled_caught:
-        raise UploadTimeout(
-            f"the body was not complete within {limits.upload_deadline:g} seconds (UPLOAD_DEADLINE)"
-        )
+            wait.deadline = min(end, trio.current_time() + limits.upload_timeout)
+    if wait.cancelled_caught:
+        if trio.current_time() >= end:
+            raise UploadTimeout(
+                f"the body was not complete within {limits.upload_deadline:g} seconds "
+                "(UPLOAD_DEADLINE)"
+            )
+        raise UploadTimeout(f"no body bytes for {limits.upload_timeout:g} seconds (UPLOAD_TIMEOUT)")
     if content_length is not None and received < content_length:
         raise MalformedRequest(
             f"the body ended after {received} of its {content_length} declared bytes"
