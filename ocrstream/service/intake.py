@@ -318,8 +318,9 @@ async def receive_upload(
     # (UPLOAD_DEADLINE from now) and the next chunk's (UPLOAD_TIMEOUT after the last was
     # taken in; parsing it and handing on its files takes no real time, as on_file waits
     # only while the sequencer's channel is full). One scope, not a new one per chunk.
-    end = trio.current_time() + limits.upload_deadline
-    with trio.CancelScope(deadline=min(end, trio.current_time() + limits.upload_timeout)) as wait:
+    now = trio.current_time()
+    end = now + limits.upload_deadline
+    with trio.CancelScope(deadline=min(end, now + limits.upload_timeout)) as wait:
         while True:
             chunk = await anext(chunks, None)
             if chunk is None:
