@@ -192,13 +192,15 @@ async def test_an_owner_keeps_its_waiting_units_alive_and_learns_of_lost_ones(
     redis_server: RedisServer,
 ) -> None:
     async with open_redis(redis_server.url) as client:
-        queue = OCRQueue(client, lease=5, attempts=2, ttl=0.3)
+        # Refreshed every 0.25 s for 1.5 s, past its 1 s TTL: a loaded machine may stall
+        # a refresh by most of a second before the unit expires (0.3 s was too tight).
+        queue = OCRQueue(client, lease=5, attempts=2, ttl=1.0)
         await queue.enqueue(
             uid="a", job_id="j", owner="i1", file="ocrstream:file:j:0", request=PageRequest(),
             data=b"bytes",
         )  # fmt: skip
         for _ in range(6):
-            await trio.sleep(0.1)
+            await trio.sleep(0.25)
             missing = await queue.refresh(
                 owner="i1", uids=["a", "gone"], files=["ocrstream:file:j:0"], jobs=["j"]
             )
