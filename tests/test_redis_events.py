@@ -1,12 +1,18 @@
 """The shared event log (job streams and the firehose) against a real redis-server: a
-batch of appends is one call of the PUBLISH script, in order, idempotent on retry."""
+batch of appends is one call of the PUBLISH script, in order, idempotent on retry; the
+store's tasks on a failure that is not Redis's."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ocrstream.core.config import load_settings
+from ocrstream.core.events import UploadStarted
+from ocrstream.service.memory.broadcast import Broadcaster
+from ocrstream.service.memory.registry import JobRegistry
 from ocrstream.service.redis.connection import key, open_redis
 from ocrstream.service.redis.events import (
     Append,
@@ -17,10 +23,15 @@ from ocrstream.service.redis.events import (
     job_results_key,
     running_key,
 )
+from ocrstream.service.redis.store import RedisStore
 from tests.redis_server import RedisServer, redis_server, requires_redis
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     import coredis
+    import pytest
+
+    from ocrstream.core.envelope import Envelope
 
 pytestmark = requires_redis
 __all__ = ["redis_server"]
@@ -90,3 +101,49 @@ async def _calls(client: coredis.Redis[bytes], command: str) -> int:
     stats: dict[str, Any] = dict(await client.info("commandstats"))
     entry = stats.get(f"cmdstat_{command}")
     return 0 if entry is None else int(entry["calls"])
+
+
+async def test_a_bug_in_a_store_task_is_logged_with_its_traceback_once_and_retried(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A failure that is not Redis's (here: the replication's own code raising) is a bug:
+    # logged at ERROR with its traceback, not as "the store failed" once, and not again
+    # at every retry; the event still reaches Redis once the bug is gone.
+    failures = [RuntimeError("a bug in building the appends")] * 3
+    store: RedisStore | None = None
+
+    def replicate(envelope: Envelope) -> None:
+        assert store is not None
+        store.replicate(envelope)
+
+    local = JobRegistry(result_ttl=60, on_publish=(replicate,))
+    async with open_redis(redis_server.url) as client, trio.open_nursery() as nursery:
+        store = RedisStore(
+            client,
+            load_settings({}, redis_url=redis_server.url),
+            local=local,
+            mirrors=JobRegistry(result_ttl=60),
+            broadcaster=Broadcaster(100),
+            changed=lambda _job: None,
+        )
+        append = store._append
+
+        async def buggy_append(batch: list[Envelope]) -> list[int]:
+            if failures:
+                raise failures.pop()
+            return await append(batch)
+
+        store._append = buggy_append  # type: ignore[method-assign]
+        await nursery.start(store.run)
+        handle = local.create()
+        with caplog.at_level(logging.WARNING, logger="ocrstream.service.redis.store"):
+            handle.publish(UploadStarted(file_count=1, total_bytes=1))
+            await wait_until(lambda: handle.job_id in store._announced, timeout=10)
+        assert [seq for seq, _ in await store.log.history(handle.job_id)] == [0]
+        nursery.cancel_scope.cancel()
+    assert failures == []
+    bugs = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(bugs) == 1, caplog.records
+    assert bugs[0].exc_info is not None
+    assert bugs[0].exc_info[0] is RuntimeError
+    assert not [r for r in caplog.records if "failed:" in r.getMessage()], "no store failure"

@@ -42,6 +42,7 @@ from ocrstream.core.redis_url import redacted
 from ocrstream.core.sse import encode_event
 from ocrstream.service.redis.connection import STORE_TIMEOUT, describe_error, key
 from ocrstream.service.redis.events import Append, RedisEventLog, running_key
+from ocrstream.service.redis.queue import is_store_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -72,6 +73,8 @@ SWEEP_INTERVAL = 1.0
 REPLICATION_BATCH = 256
 #: Milliseconds the tail waits on the firehose per read.
 TAIL_BLOCK_MS = 1000
+#: Seconds before the same error of ours (not Redis's) is logged with its traceback again.
+_BUG_LOG_INTERVAL = 60.0
 
 _MESSAGES = {
     "instance_lost": "the instance running the job stopped without ending it",
@@ -142,6 +145,8 @@ class RedisStore:
         # Since when Redis has answered without a break (None: it is not answering).
         self._healthy_since: float | None = None
         self.errors = 0
+        # The last error not Redis's that was logged, and when (see _store_failed).
+        self._last_bug: tuple[str, float] | None = None
         self.instances_lost = 0
         #: This instance's events put into its firehose ring straight after their
         #: append (the rest come back from Redis through the tail).
@@ -358,7 +363,17 @@ class RedisStore:
 
     def _store_failed(self, error: BaseException) -> None:
         self.errors += 1
-        if self.ready:
+        if not (is_store_error(error) or isinstance(error, trio.TooSlowError)):
+            # Not Redis refusing or not answering: a bug of ours. Its traceback goes to
+            # the log (a store failure is logged once, when it begins), again at most once
+            # a minute while the same error repeats; the task still retries, as it would
+            # after Redis failed.
+            described, now = describe_error(error), trio.current_time()
+            last = self._last_bug
+            if last is None or last[0] != described or now - last[1] >= _BUG_LOG_INTERVAL:
+                self._last_bug = (described, now)
+                logger.error("a task of the store failed on an error not Redis's", exc_info=error)
+        elif self.ready:
             logger.warning("the store %s failed: %s", redacted(self._url), describe_error(error))
         self.ready = False
         if self._down_since is None:
