@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
-from PIL import Image
 from werkzeug.formparser import parse_form_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_upload import _png
 from naive_sse_server import _upload_events
 
 from ocrstream.core.config import load_settings
@@ -53,14 +53,6 @@ if TYPE_CHECKING:
 BOUNDARY = "bench-pipeline-boundary"
 ROUNDS = 9
 JOBS = 2_000
-
-
-def _small_png() -> bytes:
-    # bench_upload.py's small image: 24x24 of noise, so it does not compress to nothing.
-    image = Image.frombytes("RGB", (24, 24), bytes((i * 37) % 251 for i in range(24 * 24 * 3)))
-    out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)
-    return out.getvalue()
 
 
 def _ocrstream(body: bytes) -> Callable[[], Awaitable[None]]:
@@ -123,7 +115,8 @@ async def _round(one: Callable[[], Awaitable[None]], jobs: int) -> float:
 
 
 async def _main(rounds: int, jobs: int) -> None:
-    body = multipart_body([Upload(_small_png(), "small.png", "image/png")], BOUNDARY)
+    # bench_upload.py's small image: 24x24 of noise.
+    body = multipart_body([Upload(_png((24, 24), noise=True), "small.png", "image/png")], BOUNDARY)
     sides = {"ocrstream run_job": _ocrstream(body), "naive route's work": _naive(body)}
     for one in sides.values():
         await _round(one, 200)  # warm up
