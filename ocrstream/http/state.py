@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import trio
 from quart_trio import QuartTrio
 
 from ocrstream.core.errors import ServiceBusy
@@ -17,6 +16,8 @@ from ocrstream.service.redis.queue import is_store_error
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    import trio
 
     from ocrstream.core.config import Settings
     from ocrstream.http.fanout import FanOut
@@ -45,7 +46,7 @@ def store_answers(what: str) -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        if not (is_store_error(error) or isinstance(error, trio.TooSlowError)):
+        if not is_store_error(error):
             raise
         logger.warning("%s: the store did not answer: %s", what, describe_error(error))
         raise ServiceBusy(_UNREACHABLE, retry_after=2) from None

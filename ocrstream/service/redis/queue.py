@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, cast
 
 import anyio
 import coredis
+import trio
 
 from ocrstream.core.errors import OCRError
 from ocrstream.service.redis import lua
@@ -75,6 +76,8 @@ _STORE_ERRORS = (
     TimeoutError,
     anyio.ClosedResourceError,
     anyio.BrokenResourceError,
+    # A store call bounded by ``trio.fail_after(STORE_TIMEOUT)`` that ran past it.
+    trio.TooSlowError,
 )
 
 
@@ -84,10 +87,10 @@ def file_key(job_id: str, file_index: int) -> str:
 
 
 def is_store_error(error: BaseException) -> bool:
-    """Whether ``error`` means "Redis did not answer" (refused, reset, timed out, or the
-    connection closed under the command: coredis then raises anyio's closed/broken
-    stream errors), also when coredis hands it over inside an exception group from its
-    connection tasks."""
+    """Whether ``error`` means "Redis did not answer" (refused, reset, timed out, past a
+    caller's STORE_TIMEOUT, or the connection closed under the command: coredis then
+    raises anyio's closed/broken stream errors), also when coredis hands it over inside
+    an exception group from its connection tasks."""
     if isinstance(error, BaseExceptionGroup):
         return all(is_store_error(inner) for inner in error.exceptions)
     return isinstance(error, _STORE_ERRORS)

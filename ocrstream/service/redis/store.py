@@ -363,7 +363,7 @@ class RedisStore:
 
     def _store_failed(self, error: BaseException) -> None:
         self.errors += 1
-        if not (is_store_error(error) or isinstance(error, trio.TooSlowError)):
+        if not is_store_error(error):
             # Not Redis refusing or not answering: a bug of ours. Its traceback goes to
             # the log (a store failure is logged once, when it begins), again at most once
             # a minute while the same error repeats; the task still retries, as it would
