@@ -34,7 +34,9 @@ Ctrl-C). Four measurements, each against a baseline measured in the same run:
    get only other-instance events: the hard case); the baseline, same run: 1,000
    readers on one ``ocrstream serve`` without Redis. Goal: no worse than one instance.
    Also, to tell the Redis path's cost from the split's: the same 1,000 readers on one
-   instance with REDIS_URL (every firehose event through Redis, no second instance).
+   instance with REDIS_URL (every firehose event through Redis, no second instance); and per
+   server, the chunks its fan-out wrote per reader per job (``/metrics``: a job's six
+   events in one write, or spread over several, each of which the client reads apart).
 
 The client's cyclic GC is off during each fan-out window (as in ``bench_fanout.py``).
 
@@ -78,6 +80,7 @@ from bench_fanout import (
     _client_gc_off,
     _cpu_seconds,
     _follow,
+    _get_blocking,
     _raise_fd_limit,
     _stamp,
     _Subscriber,
@@ -304,6 +307,7 @@ class WatchResult:
     since: bytes
     window: float
     cpu: list[float]  # share of one core, per server, during the window
+    writes: list[float]  # chunks written per reader per job, per server, during the window
 
 
 async def _watch(
@@ -332,6 +336,7 @@ async def _watch(
         since = _stamp(time.time() - 0.25)
         with _client_gc_off():
             cpu_before = [_cpu_seconds(pid) for pid in pids]
+            writes_before = [_chunks_written(port) for port in ports]
             wall = time.perf_counter()
             start = trio.current_time()
             async with trio.open_nursery() as triggers:
@@ -344,10 +349,22 @@ async def _watch(
             cpu = [
                 (_cpu_seconds(pid) - b) / window for pid, b in zip(pids, cpu_before, strict=True)
             ]
+            writes = [
+                (_chunks_written(port) - before) / max(1, len(side)) / jobs
+                for port, side, before in zip(ports, sides, writes_before, strict=True)
+            ]
             nursery.cancel_scope.cancel()
     if failures:
         print(f"   ({len(failures)} upload failures, first: {failures[0]})")
-    return WatchResult(sides, since, window, cpu)
+    return WatchResult(sides, since, window, cpu, writes)
+
+
+def _chunks_written(port: int) -> float:
+    """The fan-out's chunks written straight to watchers' sockets so far (``/metrics``)."""
+    for line in _get_blocking(port, "/metrics").splitlines():
+        if line.startswith(b"ocrstream_watcher_chunks_written "):
+            return float(line.split()[1])
+    return float("nan")
 
 
 def _latencies_ms(side: list[_Subscriber], since: bytes) -> list[float]:
@@ -510,19 +527,21 @@ def _report_watch(
     print(
         f"   one instance, {len(single.sides[0])} readers, no Redis  {_pq(one)}  "
         f"({len(one)}/{len(single.sides[0]) * expected} pairs, server CPU "
-        f"{single.cpu[0] * 100:.0f}%)"
+        f"{single.cpu[0] * 100:.0f}%, {single.writes[0]:.2f} writes per reader per job)"
     )
     print(
         f"   two instances, {n_a} on A + {n_b} on B  {_pq(both)}  "
         f"({len(both)}/{(n_a + n_b) * expected} pairs, CPU A {split.cpu[0] * 100:.0f}% "
-        f"B {split.cpu[1] * 100:.0f}%)"
+        f"B {split.cpu[1] * 100:.0f}%; writes per reader per job A {split.writes[0]:.2f} "
+        f"B {split.writes[1]:.2f})"
     )
     print(f"     readers on A (the uploads' instance)  {_pq(on_a)}")
     print(f"     readers on B (every event remote)     {_pq(on_b)}")
     redis_one = _latencies_ms(on_redis.sides[0], on_redis.since)
     print(
         f"   where it goes: one instance on Redis, {len(on_redis.sides[0])} readers  "
-        f"{_pq(redis_one)}  (server CPU {on_redis.cpu[0] * 100:.0f}%)"
+        f"{_pq(redis_one)}  (server CPU {on_redis.cpu[0] * 100:.0f}%, "
+        f"{on_redis.writes[0]:.2f} writes per reader per job)"
     )
     if len(one) > 1 and len(both) > 1:
         r50 = _quantile(both, 0.5) / _quantile(one, 0.5)

@@ -1,18 +1,26 @@
 """The shared event log (job streams and the firehose) against a real redis-server: a
-batch of appends is one call of the PUBLISH script, in order, idempotent on retry; the
-store's tasks on a failure that is not Redis's."""
+batch of appends is one call of the PUBLISH script, in order, idempotent on retry; a
+job's burst of events replicated in one append; the store's tasks on a failure that is
+not Redis's."""
 
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ocrstream.core.config import load_settings
-from ocrstream.core.events import UploadStarted
+from ocrstream.core.events import (
+    ImageReceived,
+    ImageValidationStart,
+    ProcessingComplete,
+    UploadStarted,
+)
 from ocrstream.service.memory.broadcast import Broadcaster
 from ocrstream.service.memory.registry import JobRegistry
+from ocrstream.service.redis import store as store_module
 from ocrstream.service.redis.connection import key, open_redis
 from ocrstream.service.redis.events import (
     Append,
@@ -28,6 +36,8 @@ from tests.redis_server import RedisServer, redis_server, requires_redis
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
     import coredis
     import pytest
 
@@ -103,13 +113,15 @@ async def _calls(client: coredis.Redis[bytes], command: str) -> int:
     return 0 if entry is None else int(entry["calls"])
 
 
-async def test_a_bug_in_a_store_task_is_logged_with_its_traceback_once_and_retried(
-    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    # A failure that is not Redis's (here: the replication's own code raising) is a bug:
-    # logged at ERROR with its traceback, not as "the store failed" once, and not again
-    # at every retry; the event still reaches Redis once the bug is gone.
-    failures = [RuntimeError("a bug in building the appends")] * 3
+@asynccontextmanager
+async def _replicating_store(
+    redis_server: RedisServer,
+    append: Callable[
+        [Callable[[list[Envelope]], Awaitable[list[int]]], list[Envelope]], Awaitable[list[int]]
+    ],
+) -> AsyncIterator[tuple[RedisStore, JobRegistry]]:
+    """A running store whose jobs are ``local``'s, each batch of its replication going
+    through ``append(real_append, batch)``; stopped on leaving."""
     store: RedisStore | None = None
 
     def replicate(envelope: Envelope) -> None:
@@ -126,21 +138,114 @@ async def test_a_bug_in_a_store_task_is_logged_with_its_traceback_once_and_retri
             broadcaster=Broadcaster(100),
             changed=lambda _job: None,
         )
-        append = store._append
+        real_append = store._append
 
-        async def buggy_append(batch: list[Envelope]) -> list[int]:
-            if failures:
-                raise failures.pop()
-            return await append(batch)
+        async def spied(batch: list[Envelope]) -> list[int]:
+            return await append(real_append, batch)
 
-        store._append = buggy_append  # type: ignore[method-assign]
+        store._append = spied  # type: ignore[method-assign]
         await nursery.start(store.run)
+        yield store, local
+        nursery.cancel_scope.cancel()
+
+
+def _burst(file_index: int) -> list[Any]:
+    return [
+        ImageReceived(file_index=file_index, file_name="a.png", size_bytes=1, content_type=None),
+        ImageValidationStart(file_index=file_index, file_name="a.png"),
+    ]
+
+
+_COMPLETE = ProcessingComplete(
+    file_count=1,
+    valid_count=1,
+    invalid_count=0,
+    ocr_success_count=0,
+    ocr_error_count=0,
+    duration_ms=1.0,
+)
+
+
+async def test_a_jobs_burst_over_several_ticks_is_replicated_in_one_append(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A small job publishes its events over a few scheduler ticks (the sequencer's
+    # batches, the files nursery closing); replicated as they come, the terminal one
+    # went in an append of its own, so every instance's firehose readers got two writes
+    # for one job. Long gathering windows here, so a slow machine cannot split it.
+    monkeypatch.setattr(store_module, "GATHER_QUIET", 0.5)
+    monkeypatch.setattr(store_module, "GATHER_MAX", 5.0)
+    batches: list[list[tuple[str | None, int | None]]] = []
+
+    async def append(real: Any, batch: list[Envelope]) -> list[int]:
+        batches.append([(envelope.job_id, envelope.seq) for envelope in batch])
+        return list(await real(batch))
+
+    async with _replicating_store(redis_server, append) as (store, local):
+        handle = local.create()
+        with trio.fail_after(10):
+            handle.publish(UploadStarted(file_count=1, total_bytes=1))
+            for event in _burst(0):
+                await trio.sleep(0.01)  # the next tick, and then some
+                handle.publish(event)
+            await trio.sleep(0.05)  # well inside GATHER_QUIET
+            handle.publish(_COMPLETE)
+            await wait_until(lambda: bool(batches), timeout=10)
+        assert batches == [[(handle.job_id, seq) for seq in range(4)]]
+        assert [seq for seq, _ in await store.log.history(handle.job_id)] == [0, 1, 2, 3]
+
+
+async def test_an_event_with_nothing_after_it_is_replicated_once_quiet_and_a_steady_stream_by_max(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Gathering never holds a running job's events until its end: a lone event goes
+    # after GATHER_QUIET, and events that keep coming go at least every GATHER_MAX.
+    monkeypatch.setattr(store_module, "GATHER_QUIET", 0.1)
+    monkeypatch.setattr(store_module, "GATHER_MAX", 0.3)
+    batches: list[tuple[float, list[int | None]]] = []
+
+    async def append(real: Any, batch: list[Envelope]) -> list[int]:
+        batches.append((trio.current_time(), [envelope.seq for envelope in batch]))
+        return list(await real(batch))
+
+    async with _replicating_store(redis_server, append) as (store, local):
+        handle = local.create()
+        with trio.fail_after(20):
+            published = trio.current_time()
+            handle.publish(UploadStarted(file_count=20, total_bytes=1))
+            await wait_until(lambda: bool(batches), timeout=10)
+            assert batches[0][0] - published >= 0.1
+            assert batches[0][1] == [0]
+            assert not handle.record.finished
+            for index in range(20):  # 20 events 50 ms apart: 1 s, never quiet for 0.1 s
+                handle.publish(ImageValidationStart(file_index=index, file_name="a.png"))
+                await trio.sleep(0.05)
+            await wait_until(lambda: sum(len(seqs) for _, seqs in batches) == 21, timeout=10)
+        in_order = [seq for _, seqs in batches for seq in seqs]
+        assert in_order == list(range(21))
+        assert len(batches) >= 3, "GATHER_MAX bounds each batch of a steady stream"
+        assert [seq for seq, _ in await store.log.history(handle.job_id)] == in_order
+
+
+async def test_a_bug_in_a_store_task_is_logged_with_its_traceback_once_and_retried(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A failure that is not Redis's (here: the replication's own code raising) is a bug:
+    # logged at ERROR with its traceback, not as "the store failed" once, and not again
+    # at every retry; the event still reaches Redis once the bug is gone.
+    failures = [RuntimeError("a bug in building the appends")] * 3
+
+    async def buggy_append(real: Any, batch: list[Envelope]) -> list[int]:
+        if failures:
+            raise failures.pop()
+        return list(await real(batch))
+
+    async with _replicating_store(redis_server, buggy_append) as (store, local):
         handle = local.create()
         with caplog.at_level(logging.WARNING, logger="ocrstream.service.redis.store"):
             handle.publish(UploadStarted(file_count=1, total_bytes=1))
             await wait_until(lambda: handle.job_id in store._announced, timeout=10)
         assert [seq for seq, _ in await store.log.history(handle.job_id)] == [0]
-        nursery.cancel_scope.cancel()
     assert failures == []
     bugs = [record for record in caplog.records if record.levelno == logging.ERROR]
     assert len(bugs) == 1, caplog.records

@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from ocrstream.service.redis.events import FirehoseEntry
 
 __all__ = [
+    "GATHER_MAX",
+    "GATHER_QUIET",
     "HEALTH_INTERVAL",
     "REPLICATION_BATCH",
     "SWEEP_INTERVAL",
@@ -71,6 +73,12 @@ HEALTH_INTERVAL = 1.0
 SWEEP_INTERVAL = 1.0
 #: Events at most in one round trip of replication.
 REPLICATION_BATCH = 256
+#: Seconds replication waits for the rest of a burst: while a queued job's newest event
+#: is not its terminal one, more usually follow within a scheduler tick or two, and one
+#: append (one ring append, one write per reader on every instance) beats two...
+GATHER_QUIET = 0.0005
+#: ...but never longer than this in all, however steadily events keep coming.
+GATHER_MAX = 0.002
 #: Milliseconds the tail waits on the firehose per read.
 TAIL_BLOCK_MS = 1000
 #: Seconds before the same error of ours (not Redis's) is logged with its traceback again.
@@ -169,6 +177,7 @@ class RedisStore:
                 pending.wake = trio.Event()
                 await pending.wake.wait()
                 continue
+            await self._gather()
             # Everything waiting goes in one round trip, in publish order (a burst of a
             # job's events, or several jobs' at once); a retry re-sends the same appends,
             # which Redis takes once (entry ids are the seqs).
@@ -190,6 +199,21 @@ class RedisStore:
                     self._announced.add(envelope.job_id)
             self._appended.set()
             self._appended = trio.Event()
+
+    async def _gather(self) -> None:
+        """Wait for the rest of the queued jobs' bursts: until every job in the queue has
+        its terminal event queued, no new event came for GATHER_QUIET, or GATHER_MAX
+        passed. A small job's events then reach Redis, and every instance's firehose
+        readers, in one piece; an event with nothing after it waits GATHER_QUIET."""
+        pending = self._pending
+        deadline = trio.current_time() + GATHER_MAX
+        while len(pending.queue) < REPLICATION_BATCH and _has_open_job(pending.queue):
+            pending.wake = trio.Event()
+            quiet = min(deadline, trio.current_time() + GATHER_QUIET)
+            with trio.move_on_at(quiet) as waiting:
+                await pending.wake.wait()
+            if waiting.cancelled_caught:
+                return
 
     async def wait_announced(self, job_id: str) -> None:
         """Return once the job's first event is in Redis (or it has ended), so that
@@ -501,6 +525,14 @@ class RedisStore:
             nursery.start_soon(self._health_forever)
             nursery.start_soon(self._sweep_forever)
             task_status.started()
+
+
+def _has_open_job(queue: deque[Envelope]) -> bool:
+    """Whether some job's newest event in ``queue`` is not its terminal one."""
+    newest: dict[str | None, bool] = {}
+    for envelope in queue:
+        newest[envelope.job_id] = envelope.is_terminal
+    return not all(newest.values())
 
 
 def _timestamp(moment: datetime) -> str:
