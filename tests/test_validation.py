@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import pytest
 from PIL import Image
@@ -104,6 +105,43 @@ def test_truncated_images_are_corrupt(fmt: str) -> None:
 
 def test_bad_png_checksum_is_corrupt() -> None:
     assert _code(bad_checksum_png()) == "corrupt_image"
+
+
+def _bad_text_chunk_after_the_pixels() -> bytes:
+    """A PNG that decodes whole, with a tEXt chunk after its IDAT whose CRC is wrong."""
+    data = make_image("PNG", (32, 32))
+    end = data.rindex(b"IEND") - 4
+    text = b"Comment\x00after the pixels"
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + b"\x00\x00\x00\x00"
+    return data[:end] + chunk + data[end:]
+
+
+@pytest.mark.parametrize("data", [bad_checksum_png(), _bad_text_chunk_after_the_pixels()])
+def test_every_png_chunk_checksum_is_checked_before_decoding(data: bytes) -> None:
+    # Decoding alone skips CRCs (and never reads past the pixels); the chunk walk of
+    # Pillow's verify runs first, so the message names the checksum, on both paths.
+    for inspect in (_inspect, _inspect_small):
+        with pytest.raises(InvalidImage) as caught:
+            inspect(data)
+        assert caught.value.code == "corrupt_image"
+        assert "checksum" in caught.value.message
+
+
+@pytest.mark.parametrize("fmt", sorted(INLINE_MAX_PIXELS))
+def test_an_image_is_opened_once(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One Image.open per image: header, budget, checksums and decode on the same open
+    # image (a second open for verify() cost a third of a small image's validation).
+    data = make_image(fmt, (40, 30), FORMATS[fmt][0])
+    opened: list[object] = []
+    real_open = Image.open
+
+    def counting_open(*args: object, **kwargs: object) -> Image.Image:
+        opened.append(args[0])
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    assert _inspect_small(data) == _inspect(data)
+    assert len(opened) == 2, "one open inline, one in the thread's path"
 
 
 def test_pixel_budget_is_checked_before_decoding() -> None:

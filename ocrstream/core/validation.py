@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from ocrstream.core.errors import InvalidImage
 
@@ -193,11 +193,12 @@ def inspect_image(
     if sniffed == "PDF":
         raise ValueError("a PDF is inspected in a worker process (ocrstream.documents.pdf)")
     with _decoding_errors(sniffed):
-        facts = _read_header(source, sniffed, max_pixels=max_pixels)
         if sniffed == "TIFF":
+            facts = _read_header(source, sniffed, max_pixels=max_pixels)
             return _inspect_frames(source, facts, max_pixels=max_pixels, max_pages=max_pages)
-        _decode(source, sniffed)
-    return facts
+        decoded = _check_and_decode(source, sniffed, max_pixels=max_pixels)
+    assert decoded is not None, "no inline budget, so always decoded"
+    return decoded
 
 
 def _inspect_frames(
@@ -272,11 +273,7 @@ def inspect_small_image(
     if budget is None:
         return None
     with _decoding_errors(sniffed):
-        facts = _read_header(source, sniffed, max_pixels=max_pixels)
-        if facts.width * facts.height > budget:
-            return None
-        _decode(source, sniffed)
-    return facts
+        return _check_and_decode(source, sniffed, max_pixels=max_pixels, inline_budget=budget)
 
 
 def _sniff(source: IO[bytes], allowed_formats: Collection[str]) -> str:
@@ -296,28 +293,55 @@ def _sniff(source: IO[bytes], allowed_formats: Collection[str]) -> str:
 
 
 def _read_header(source: IO[bytes], sniffed: str, *, max_pixels: int) -> ImageFacts:
-    """Open the image and check its pixel budget and structure, without decoding."""
+    """Open the image and check its pixel budget, without decoding."""
     source.seek(0)
     with Image.open(source, formats=[sniffed]) as image:
-        width, height = image.size
-        facts = ImageFacts(
-            format=_canonical(image.format, sniffed),
-            width=width,
-            height=height,
-            mode=image.mode,
-        )
+        facts = _facts(image, sniffed)
         # The pixel budget is judged from the header alone, before any decoding.
-        _check_pixels(width, height, max_pixels=max_pixels)
-        # verify() checks what decoding alone may not (PNG chunk CRCs, for one)…
-        image.verify()
+        _check_pixels(facts.width, facts.height, max_pixels=max_pixels)
     return facts
 
 
-def _decode(source: IO[bytes], sniffed: str) -> None:
+def _check_and_decode(
+    source: IO[bytes], sniffed: str, *, max_pixels: int, inline_budget: int | None = None
+) -> ImageFacts | None:
+    """Open the image once: check its pixel budget from the header, then its structure,
+    then decode every pixel of its first frame; None (undecoded) when its header says
+    more pixels than ``inline_budget``."""
     source.seek(0)
     with Image.open(source, formats=[sniffed]) as image:
-        # …and load() decodes every pixel of the first frame, catching truncation.
+        facts = _facts(image, sniffed)
+        # The pixel budget is judged from the header alone, before any decoding.
+        _check_pixels(facts.width, facts.height, max_pixels=max_pixels)
+        if inline_budget is not None and facts.width * facts.height > inline_budget:
+            return None
+        if isinstance(image, PngImagePlugin.PngImageFile):
+            _verify_png_chunks(source, image)
+        # load() decodes every pixel of the first frame, catching truncation.
         image.load()
+    return facts
+
+
+def _verify_png_chunks(source: IO[bytes], image: PngImagePlugin.PngImageFile) -> None:
+    """The checks of Pillow's ``verify()`` (every chunk's CRC from the first IDAT to
+    IEND, which decoding alone skips), on the open image, before it is decoded.
+
+    ``verify()`` itself leaves the image unusable (Pillow's rule: reopen it to load),
+    and in Pillow 11 to 13 PNG is the only format whose ``verify()`` checks anything
+    (for the others it is a no-op); so its own chunk walk
+    (``PngStream.verify``, what ``PngImageFile.verify`` calls) runs on a stream of its
+    own, from where ``PngImageFile.verify`` starts it, and the file is put back."""
+    position = source.tell()
+    source.seek(image.tile[0][2] - 8)  # the first IDAT's length field (its offset - 8)
+    PngImagePlugin.PngStream(source).verify()
+    source.seek(position)
+
+
+def _facts(image: Image.Image, sniffed: str) -> ImageFacts:
+    width, height = image.size
+    return ImageFacts(
+        format=_canonical(image.format, sniffed), width=width, height=height, mode=image.mode
+    )
 
 
 @contextmanager
