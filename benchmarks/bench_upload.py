@@ -23,6 +23,10 @@ rounds, the two servers' order alternating, each round measuring:
 2. time to first event: TTFE_RUNS uploads of a 100 KB PNG one after another, from the
    first byte sent to the first ``event:`` line received: p50 and p99 over all rounds.
 
+Fresh, also what a request costs either stack without the upload's work: rounds of
+JOBS_PER_ROUND trivial JSON GETs (ocrstream ``/healthz``, the baseline ``/gc``) from
+CLIENTS clients, a new connection each: server CPU ms per request, and the ratio.
+
 The longest pause of each server's cyclic garbage collector is read after each phase
 (ocrstream: ``/metrics``; baseline: ``/gc``; both time collections with
 ``gc.callbacks``): the largest histogram bucket with a pause in the phase, and the
@@ -554,6 +558,7 @@ def main() -> None:
             _first_events(server, large, 5)
             server.jobs_done = 55 + 5
         _phase(servers, "fresh", arguments.rounds, small, large)
+        bare = _bare_requests(servers, arguments.rounds)
         for server in servers:
             _fan_out(server, "fresh")
         for total, label in zip(preloads, labels[1:], strict=True):
@@ -567,6 +572,7 @@ def main() -> None:
                     _fan_out(server, label)
                     _idle_streams(server, label, small)
     _report(servers, labels)
+    _report_bare(servers, bare)
     print("\nfan-out: 1,000 firehose readers, 17 one-file jobs 300 ms apart")
     for server in servers:
         figures = [
@@ -592,6 +598,57 @@ def main() -> None:
                 f"{cpu:.2f} ms CPU/job, longest GC pause {_bucket(phase.idle_gc_bucket)}{exact}"
             )
     print(f"\n(ran {time.perf_counter() - began:.0f} s)")
+
+
+#: A trivial JSON GET on each server: what a request costs either stack without the
+#: upload's work (ocrstream's health check; the baseline's collector figures).
+BARE_PATHS = {False: "/healthz", True: "/gc"}
+
+
+def _bare_requests(servers: list[Server], rounds: int) -> dict[str, list[float]]:
+    """Server CPU ms per trivial GET, JOBS_PER_ROUND per round from CLIENTS clients, each
+    on a new connection (as the upload rounds), the servers' order alternating."""
+    cpu_ms: dict[str, list[float]] = {server.name: [] for server in servers}
+    for turn in range(rounds):
+        for server in servers if turn % 2 == 0 else servers[::-1]:
+            before = _cpu_seconds(server.pid)
+            _get_many(server.port, BARE_PATHS[server.naive], JOBS_PER_ROUND, CLIENTS)
+            used = _cpu_seconds(server.pid) - before
+            cpu_ms[server.name].append(used * 1000 / JOBS_PER_ROUND)
+    return cpu_ms
+
+
+def _get_many(port: int, path: str, count: int, clients: int) -> None:
+    """``count`` GETs of ``path`` from ``clients`` threads, a new connection each."""
+    remaining = [count]
+    lock = threading.Lock()
+
+    def client() -> None:
+        while True:
+            with lock:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            _http_get(port, path)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _report_bare(servers: list[Server], cpu_ms: dict[str, list[float]]) -> None:
+    ours, naive = (cpu_ms[server.name] for server in servers)
+    ratio = statistics.median(a / b for a, b in zip(ours, naive, strict=True))
+    figures = ", ".join(
+        f"{server.name} {BARE_PATHS[server.naive]} {statistics.median(cpu_ms[server.name]):.3f}"
+        for server in servers
+    )
+    print(
+        f"\nbare request (a trivial GET, new connection each, fresh): server CPU ms/request "
+        f"{figures}; ratio {ratio:.2f}"
+    )
 
 
 def _fan_out(server: Server, label: str) -> None:
