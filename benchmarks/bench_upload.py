@@ -87,7 +87,7 @@ from tests.e2e.served import listening_process
 from tests.images import Upload, multipart_body
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 CLIENTS = 8
 JOBS_PER_ROUND = 400
@@ -198,8 +198,9 @@ def _read_stream(sock: socket.socket, *, first_event: bool = False) -> float:
             return seen
 
 
-def _run_clients(port: int, request: bytes, jobs: int, clients: int, *, keep_alive: bool) -> None:
-    """``jobs`` uploads of ``request`` from ``clients`` threads; raises the first failure."""
+def _share_jobs(jobs: int, clients: int, client: Callable[[Callable[[], bool]], None]) -> None:
+    """Run ``client(take)`` in ``clients`` threads, each doing one job per ``take()`` that
+    returns True, ``jobs`` in all; raises the first failure (and stops the others)."""
     remaining = [jobs]
     lock = threading.Lock()
     failures: list[BaseException] = []
@@ -211,7 +212,25 @@ def _run_clients(port: int, request: bytes, jobs: int, clients: int, *, keep_ali
             remaining[0] -= 1
             return True
 
-    def client() -> None:
+    def run() -> None:
+        try:
+            client(take)
+        except BaseException as error:  # reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} client(s) failed") from failures[0]
+
+
+def _run_clients(port: int, request: bytes, jobs: int, clients: int, *, keep_alive: bool) -> None:
+    """``jobs`` uploads of ``request`` from ``clients`` threads; raises the first failure."""
+
+    def client(take: Callable[[], bool]) -> None:
         sock: socket.socket | None = None
         try:
             while take():
@@ -232,19 +251,11 @@ def _run_clients(port: int, request: bytes, jobs: int, clients: int, *, keep_ali
                 if not keep_alive:
                     sock.close()
                     sock = None
-        except BaseException as error:  # reported by the caller
-            failures.append(error)
         finally:
             if sock is not None:
                 sock.close()
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise RuntimeError(f"{len(failures)} client(s) failed") from failures[0]
+    _share_jobs(jobs, clients, client)
 
 
 def _throughput(server: Server, request: bytes, jobs: int = JOBS_PER_ROUND) -> tuple[float, float]:
@@ -620,22 +631,12 @@ def _bare_requests(servers: list[Server], rounds: int) -> dict[str, list[float]]
 
 def _get_many(port: int, path: str, count: int, clients: int) -> None:
     """``count`` GETs of ``path`` from ``clients`` threads, a new connection each."""
-    remaining = [count]
-    lock = threading.Lock()
 
-    def client() -> None:
-        while True:
-            with lock:
-                if remaining[0] <= 0:
-                    return
-                remaining[0] -= 1
+    def client(take: Callable[[], bool]) -> None:
+        while take():
             _http_get(port, path)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _share_jobs(count, clients, client)
 
 
 def _report_bare(servers: list[Server], cpu_ms: dict[str, list[float]]) -> None:
