@@ -127,11 +127,7 @@ def test_every_png_chunk_checksum_is_checked_before_decoding(data: bytes) -> Non
         assert "checksum" in caught.value.message
 
 
-@pytest.mark.parametrize("fmt", sorted(INLINE_MAX_PIXELS))
-def test_an_image_is_opened_once(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # One Image.open per image: header, budget, checksums and decode on the same open
-    # image (a second open for verify() cost a third of a small image's validation).
-    data = make_image(fmt, (40, 30), FORMATS[fmt][0])
+def _count_opens(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     opened: list[object] = []
     real_open = Image.open
 
@@ -140,8 +136,25 @@ def test_an_image_is_opened_once(fmt: str, monkeypatch: pytest.MonkeyPatch) -> N
         return real_open(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Image, "open", counting_open)
+    return opened
+
+
+@pytest.mark.parametrize("fmt", sorted(INLINE_MAX_PIXELS))
+def test_an_image_is_opened_once(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One Image.open per image: header, budget, checksums and decode on the same open
+    # image (a second open for verify() cost a third of a small image's validation).
+    data = make_image(fmt, (40, 30), FORMATS[fmt][0])
+    opened = _count_opens(monkeypatch)
     assert _inspect_small(data) == _inspect(data)
     assert len(opened) == 2, "one open inline, one in the thread's path"
+
+
+def test_a_tiff_is_opened_once_for_all_its_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _tiff([(40, 30), (20, 10)])
+    opened = _count_opens(monkeypatch)
+    facts = _pages(data, max_pages=5)
+    assert (facts.width, facts.height, facts.page_count) == (40, 30, 2)
+    assert len(opened) == 1
 
 
 def test_pixel_budget_is_checked_before_decoding() -> None:

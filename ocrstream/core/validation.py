@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
@@ -194,20 +194,21 @@ def inspect_image(
         raise ValueError("a PDF is inspected in a worker process (ocrstream.documents.pdf)")
     with _decoding_errors(sniffed):
         if sniffed == "TIFF":
-            facts = _read_header(source, sniffed, max_pixels=max_pixels)
-            return _inspect_frames(source, facts, max_pixels=max_pixels, max_pages=max_pages)
+            return _inspect_frames(source, max_pixels=max_pixels, max_pages=max_pages)
         decoded = _check_and_decode(source, sniffed, max_pixels=max_pixels)
     assert decoded is not None, "no inline budget, so always decoded"
     return decoded
 
 
-def _inspect_frames(
-    source: IO[bytes], facts: ImageFacts, *, max_pixels: int, max_pages: int
-) -> ImageFacts:
-    """Every frame of a TIFF is a page: count them (refusing more than ``max_pages``
-    before decoding any), check each one's pixels from its header, then decode each."""
+def _inspect_frames(source: IO[bytes], *, max_pixels: int, max_pages: int) -> ImageFacts:
+    """Every frame of a TIFF is a page: check the first one's pixels from its header,
+    count them (refusing more than ``max_pages`` before decoding any), check each one's
+    pixels from its header, then decode each."""
     source.seek(0)
     with Image.open(source, formats=["TIFF"]) as image:
+        facts = _facts(image, "TIFF")
+        # The pixel budget is judged from the header alone, before any decoding.
+        _check_pixels(facts.width, facts.height, max_pixels=max_pixels)
         count = 1
         while True:
             try:
@@ -226,13 +227,7 @@ def _inspect_frames(
         for frame in range(count):
             image.seek(frame)
             image.load()
-    return ImageFacts(
-        format=facts.format,
-        width=facts.width,
-        height=facts.height,
-        mode=facts.mode,
-        page_count=count,
-    )
+    return replace(facts, page_count=count)
 
 
 def _check_pixels(width: int, height: int, *, max_pixels: int, what: str = "the image") -> None:
@@ -290,16 +285,6 @@ def _sniff(source: IO[bytes], allowed_formats: Collection[str]) -> str:
             f"the file is {sniffed}; accepted formats are {', '.join(allowed)} (ALLOWED_FORMATS)",
         )
     return sniffed
-
-
-def _read_header(source: IO[bytes], sniffed: str, *, max_pixels: int) -> ImageFacts:
-    """Open the image and check its pixel budget, without decoding."""
-    source.seek(0)
-    with Image.open(source, formats=[sniffed]) as image:
-        facts = _facts(image, sniffed)
-        # The pixel budget is judged from the header alone, before any decoding.
-        _check_pixels(facts.width, facts.height, max_pixels=max_pixels)
-    return facts
 
 
 def _check_and_decode(
