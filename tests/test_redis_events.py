@@ -13,6 +13,7 @@ import trio
 
 from ocrstream.core.config import load_settings
 from ocrstream.core.events import (
+    Event,
     ImageReceived,
     ImageValidationStart,
     ProcessingComplete,
@@ -149,7 +150,7 @@ async def _replicating_store(
         nursery.cancel_scope.cancel()
 
 
-def _burst(file_index: int) -> list[Any]:
+def _burst(file_index: int) -> list[Event]:
     return [
         ImageReceived(file_index=file_index, file_name="a.png", size_bytes=1, content_type=None),
         ImageValidationStart(file_index=file_index, file_name="a.png"),
